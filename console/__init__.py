@@ -1,0 +1,3 @@
+"""twolane: two lanes for one machine — local work strictly serial, remote work bounded."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""Configuration: defaults, the TOML file, then environment overrides.
+
+Every key has a default here. ``twolane config show`` prints each effective value with
+where it came from (``default``, the file path, or the environment variable).
+Environment overrides use ``TWOLANE__SECTION__KEY=value`` (double underscores between
+the parts of the dotted key; the value is read as a TOML value, else as a string).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Dotted key -> default value. The type of the default is the type a value must have.
+DEFAULTS: dict[str, Any] = {
+    "lanes.remote.concurrency": 5,
+    "policy.cross_mix": False,
+    "runner.kill_grace": 10.0,
+    "store.synchronous": "normal",
+    "ui.theme": "twolane-dark",
+    "ui.keymap": {},
+    "ui.refresh_interval": 0.5,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "lanes.remote.concurrency": "remote jobs that may run at once (changeable while running)",
+    "policy.cross_mix": "allow local and remote jobs to run at the same time",
+    "runner.kill_grace": "seconds between SIGTERM and SIGKILL when a job is cancelled",
+    "store.synchronous": "SQLite synchronous mode: normal (survives kill -9) or full (also power loss)",
+    "ui.theme": "console theme name (see themes/)",
+    "ui.keymap": "binding id -> keys, e.g. {cancel = \"x\"}",
+    "ui.refresh_interval": "seconds between console refreshes of time columns",
+}
+
+ENV_PREFIX = "TWOLANE__"
+
+
+class ConfigError(ValueError):
+    """A bad config file or value; the message names the key and the fix."""
+
+
+def register(key: str, default: Any, description: str = "") -> None:
+    """Add a key (used by feature modules that own a config section)."""
+    DEFAULTS.setdefault(key, default)
+    if description:
+        DESCRIPTIONS.setdefault(key, description)
+
+
+@dataclass
+class Config:
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def get(self, key: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        return DEFAULTS[key]
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+    def section(self, prefix: str) -> dict[str, Any]:
+        """Keys under ``prefix.`` with the prefix stripped, defaults filled in."""
+        head = prefix + "."
+        keys = {k for k in DEFAULTS if k.startswith(head)} | {
+            k for k in self.values if k.startswith(head)
+        }
+        return {k[len(head) :]: self.get(k) for k in sorted(keys)}
+
+    def set(self, key: str, value: Any, source: str = "runtime") -> None:
+        self.values[key] = _check(key, value, source)
+        self.sources[key] = source
+
+    def effective(self) -> list[tuple[str, Any, str]]:
+        keys = sorted(set(DEFAULTS) | set(self.values))
+        return [(k, self.get(k), self.source(k)) for k in keys]
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and dotted not in DEFAULTS:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _check(key: str, value: Any, where: str) -> Any:
+    if key not in DEFAULTS:
+        raise ConfigError(
+            f"unknown config key '{key}' ({where}); run `twolane config show` to list the keys"
+        )
+    default = DEFAULTS[key]
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(
+            f"config key '{key}' ({where}) must be {type(default).__name__}, got {value!r}"
+        )
+    return value
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the effective config: defaults < file < environment."""
+    from console.core import paths
+
+    environ = dict(os.environ if environ is None else environ)
+    path = path or paths.config_file()
+    cfg = Config(path=path)
+    if path.exists():
+        try:
+            with path.open("rb") as fh:
+                table = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix or remove it") from exc
+        for key, value in _flatten(table).items():
+            cfg.set(key, value, str(path))
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        cfg.set(key, _parse_env_value(raw), f"env:{name}")
+    return cfg

@@ -1,0 +1,114 @@
+"""The lane rules as one pure function.
+
+Given what is queued and running in each lane and whose turn it is, ``decide`` says
+which lane may start one job now (or none) and what the turn becomes. The scheduler
+calls it repeatedly, applying each start, until it answers ``start=None``.
+
+Rules (see docs/architecture.md):
+
+- the local lane runs at most one job; the remote lane at most ``concurrency``;
+- without cross-mix, a lane with running jobs owns the machine: the other starts nothing;
+- when both lanes have eligible work, turns alternate. A local turn is one job, a remote
+  turn admits at most ``concurrency`` new jobs; once the turn is used up and the other lane
+  waits, the active lane lets its running jobs finish and then hands over;
+- a paused or held lane starts nothing and never keeps the other lane waiting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from console.core.models import Lane
+
+LANES = (Lane.LOCAL, Lane.REMOTE)
+
+
+@dataclass(frozen=True, slots=True)
+class LaneView:
+    queued: int = 0
+    running: int = 0
+    paused: bool = False
+    held: bool = False  # a pre-flight gate failed for the head job
+
+    @property
+    def wants(self) -> bool:
+        """Has work that could start if the lane had the machine."""
+        return self.queued > 0 and not self.paused and not self.held
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    lane: Lane | None = None
+    started: int = 0  # jobs started during this turn
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    local: LaneView = LaneView()
+    remote: LaneView = LaneView()
+    concurrency: int = 5
+    cross_mix: bool = False
+    turn: Turn = Turn()
+
+    def view(self, lane: Lane) -> LaneView:
+        return self.local if lane is Lane.LOCAL else self.remote
+
+    def cap(self, lane: Lane) -> int:
+        return 1 if lane is Lane.LOCAL else max(1, self.concurrency)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    start: Lane | None
+    turn: Turn
+
+
+def turn_quota(state: PolicyState, lane: Lane) -> int:
+    """How many jobs a lane may start in one turn while the other lane waits."""
+    return state.cap(lane)
+
+
+def decide(state: PolicyState) -> Decision:
+    """Which lane may start one job now, and the turn that follows."""
+    if state.cross_mix:
+        return _decide_mixed(state)
+
+    turn = state.turn
+    lane, started = turn.lane, turn.started
+    busy = [candidate for candidate in LANES if state.view(candidate).running > 0]
+    if len(busy) == 2:
+        # Only possible right after cross-mix was switched off: wait until one lane drains.
+        return Decision(None, turn)
+    if busy and lane is not busy[0]:
+        # The lane that is running owns the turn; what it runs counts as started.
+        lane, started = busy[0], state.view(busy[0]).running
+
+    if lane is None:
+        lane = next((c for c in LANES if state.view(c).wants), None)
+        if lane is None:
+            return Decision(None, Turn())
+        started = 0
+
+    mine, theirs = state.view(lane), state.view(lane.other)
+    turn_over = not mine.wants or (theirs.wants and started >= turn_quota(state, lane))
+    if turn_over:
+        if mine.running > 0:
+            return Decision(None, Turn(lane, started))  # drain before handing over
+        if not theirs.wants:
+            return Decision(None, Turn())  # nothing anywhere may start: idle
+        lane, started, mine = lane.other, 0, theirs
+
+    if mine.running < state.cap(lane):
+        return Decision(lane, Turn(lane, started + 1))
+    return Decision(None, Turn(lane, started))
+
+
+def _decide_mixed(state: PolicyState) -> Decision:
+    # Cross-mix allowed: each lane is bounded by its own cap only. Start the lane whose
+    # turn it is not, so that neither lane hogs the dispatch loop.
+    order = LANES if state.turn.lane is not Lane.LOCAL else (Lane.REMOTE, Lane.LOCAL)
+    for lane in order:
+        view = state.view(lane)
+        if view.wants and view.running < state.cap(lane):
+            return Decision(lane, Turn(lane, 1))
+    return Decision(None, state.turn)

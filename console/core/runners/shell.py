@@ -1,0 +1,131 @@
+"""Shell jobs: one process group each, output to the job's log, group-wide cancel.
+
+Cancel and timeout send SIGTERM to the whole process group, then SIGKILL after the
+grace period, and wait until the group is gone, so no child outlives its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+
+from console.core.models import Job, JobState
+from console.core.runners.base import Outcome, RunContext
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A group whose only members are zombies still answers; look closer.
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return False
+
+
+def pid_matches(pid: int, start: float | None) -> bool:
+    """Is ``pid`` still the process that started at ``start`` (not a recycled pid)?"""
+    now = process_start_time(pid)
+    if now is None:
+        return False
+    return start is None or abs(now - start) < 1.0
+
+
+async def terminate_group(pgid: int, grace: float, proc: asyncio.subprocess.Process | None = None) -> None:
+    """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(proc.wait(), timeout=min(0.05, grace))
+        if not group_alive(pgid):
+            return
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    if proc is not None:
+        await proc.wait()
+    for _ in range(100):  # children reparented to init take a moment to be reaped
+        if not group_alive(pgid):
+            return
+        await asyncio.sleep(0.02)
+
+
+class ShellRunner:
+    """Runs ``job.spec.argv`` (or ``job.spec.shell`` through ``/bin/sh -c``)."""
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        spec = job.spec
+        env = {**os.environ, **spec.env, "TWOLANE_JOB_ID": job.id}
+        cwd = spec.cwd or None
+        log = _open_log(ctx.log_path, job)
+        try:
+            try:
+                if spec.shell is not None:
+                    proc = await asyncio.create_subprocess_exec(
+                        "/bin/sh", "-c", spec.shell, stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log, stderr=log, cwd=cwd, env=env, start_new_session=True,
+                    )  # fmt: skip
+                else:
+                    proc = await asyncio.create_subprocess_exec(
+                        *spec.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                        cwd=cwd, env=env, start_new_session=True,
+                    )  # fmt: skip
+            except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+                msg = f"cannot start: {exc.strerror or exc}: {exc.filename or spec.display()}"
+                log.write(f"twolane: {msg}\n".encode())
+                return Outcome(JobState.FAILED, exit_code=127, error=msg)
+        finally:
+            log.close()  # the child holds its own copy
+        pgid = proc.pid  # start_new_session: the child leads its own group
+        await ctx.on_started(proc.pid, process_start_time(proc.pid))
+        try:
+            if spec.timeout:
+                try:
+                    code = await asyncio.wait_for(proc.wait(), timeout=spec.timeout)
+                except asyncio.TimeoutError:
+                    await terminate_group(pgid, ctx.kill_grace, proc)
+                    return Outcome(JobState.FAILED, exit_code=proc.returncode, error="timeout")
+            else:
+                code = await proc.wait()
+        except asyncio.CancelledError:
+            await asyncio.shield(terminate_group(pgid, ctx.kill_grace, proc))
+            raise
+        # The leader is gone; anything it left in its group goes with it.
+        if group_alive(pgid):
+            await terminate_group(pgid, ctx.kill_grace)
+        if code == 0:
+            return Outcome(JobState.SUCCEEDED, exit_code=0)
+        if code < 0:
+            return Outcome(JobState.FAILED, exit_code=code, error=f"killed by signal {-code}")
+        return Outcome(JobState.FAILED, exit_code=code, error=f"exit code {code}")
+
+
+def _open_log(path: Path, job: Job):  # type: ignore[no-untyped-def]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "ab", buffering=0)  # noqa: SIM115 - handed to the child, closed by caller
+    if job.attempts > 1:
+        fh.write(f"\n--- twolane: attempt {job.attempts} ---\n".encode())
+    return fh

@@ -1,0 +1,557 @@
+"""The owner's scheduler: asks the policy what may start, starts runners, records every
+transition in the store before its effect, and publishes it on the event bus.
+
+In-memory state (queued lists per lane, running tasks) mirrors the database; the
+database is the truth after a crash, and ``start()`` recovers from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from console.core import events, jobs, paths
+from console.core.clock import Clock, SystemClock
+from console.core.errors import Conflict, UserError
+from console.core.models import Job, JobState, Lane, Severity, Violation
+from console.core.policy import LaneView, PolicyState, Turn, decide
+from console.core.runners.base import Outcome, RunContext, Runner
+from console.core.runners.shell import ShellRunner, group_alive, pid_matches
+from console.core.store import Store
+
+log = logging.getLogger(__name__)
+
+# A gate check answers None when the job may start, else the held reason.
+GateCheck = Callable[[Job], Awaitable[str | None]]
+# Picks which queued job of a lane starts next (default: the head). Gets the sorted list.
+Picker = Callable[[Lane, list[Job]], Job]
+
+HOUSEKEEPING_INTERVAL = 0.5
+GATE_BACKOFF_MIN = 0.5
+GATE_BACKOFF_MAX = 10.0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        home: Path,
+        *,
+        concurrency: int = 5,
+        cross_mix: bool = False,
+        kill_grace: float = 10.0,
+        bus: events.EventBus | None = None,
+        clock: Clock | None = None,
+        runners: dict[str, Runner] | None = None,
+        gate: GateCheck | None = None,
+    ) -> None:
+        self.store = store
+        self.home = home
+        self.bus = bus or events.EventBus()
+        self.clock = clock or SystemClock()
+        self.concurrency = concurrency
+        self.cross_mix = cross_mix
+        self.kill_grace = kill_grace
+        self.runners: dict[str, Runner] = {"shell": ShellRunner(), **(runners or {})}
+        self.gate = gate
+        self.picker: Picker | None = None
+        self._queued: dict[Lane, list[Job]] = {lane: [] for lane in Lane}
+        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        self._ephemeral: dict[str, Runner] = {}  # in-process runners (gateway requests)
+        self._end_reason: dict[str, JobState] = {}
+        self._paused: dict[Lane, bool] = {lane: False for lane in Lane}
+        self._held: dict[Lane, str | None] = {lane: None for lane in Lane}
+        self._gate_retry_at = 0.0
+        self._gate_backoff = GATE_BACKOFF_MIN
+        self._turn = Turn()
+        self._orphans: dict[str, tuple[int, float | None]] = {}
+        self._kick = asyncio.Event()
+        self._accepting = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._data_version = 0
+        self._done_waiters: dict[str, list[asyncio.Future[Job]]] = {}
+
+    # ---- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover from the database, then begin dispatching."""
+        await self._recover()
+        self._paused = await self.store.paused_lanes()
+        await self._load_queued()
+        self._data_version = await self.store.data_version()
+        self._accepting = True
+        self._tasks = [
+            asyncio.create_task(self._dispatch_loop(), name="twolane-dispatch"),
+            asyncio.create_task(self._housekeeping_loop(), name="twolane-housekeeping"),
+        ]
+        self._publish_lanes()
+        self._kick.set()
+
+    async def stop(self) -> list[Job]:
+        """Start nothing new; terminate running jobs' groups and record them interrupted."""
+        self._accepting = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        stopped = [job for job, _ in self._running.values()]
+        for job, task in list(self._running.values()):
+            self._end_reason[job.id] = JobState.INTERRUPTED
+            task.cancel()
+        for _, task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._publish_lanes()
+        return stopped
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    # ---- recovery ----------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        now = self.clock.now()
+        for job in await self.store.list_jobs([JobState.RUNNING]):
+            orphan = bool(job.pid and pid_matches(job.pid, job.pid_start) and group_alive(job.pid))
+            job.state = JobState.INTERRUPTED
+            job.finished_at = now
+            job.error = "interrupted: the owner stopped while it ran"
+            if orphan:
+                job.error += f"; its process group {job.pid} is still alive and was not re-run"
+                self._orphans[job.id] = (job.pid or 0, job.pid_start)
+                await self.record_violation(
+                    Violation(
+                        rule="orphan_process",
+                        message=(
+                            f"job {job.id} ({job.name}) left process group {job.pid} running "
+                            "after its owner died; it was not started a second time"
+                        ),
+                        severity=Severity.WARNING,
+                        job_ids=[job.id],
+                        at=now,
+                    )
+                )
+            await self.store.record_attempt(job)
+            if job.retry_on_interrupt and not orphan:
+                await self._requeue_at_head(job)
+            await self.store.save_job(job)
+        # Queued in-process jobs (gateway requests) lost their caller with the old owner.
+        for job in await self.store.list_jobs([JobState.QUEUED]):
+            if job.kind not in self.runners:
+                job.state = JobState.INTERRUPTED
+                job.finished_at = now
+                job.error = f"interrupted: its client went away with the previous owner ({job.kind})"
+                await self.store.save_job(job)
+
+    async def _requeue_at_head(self, job: Job) -> None:
+        jobs.reset_for_retry(job, await self.store.min_seq(job.lane) - 1)
+
+    async def _load_queued(self) -> None:
+        queued = await self.store.list_jobs([JobState.QUEUED])
+        for lane in Lane:
+            self._queued[lane] = sorted(
+                (j for j in queued if j.lane is lane and j.id not in self._running),
+                key=Job.sort_key,
+            )
+        self._held = {lane: None for lane in Lane}
+
+    # ---- public operations (the control API calls these) -------------------------------
+
+    async def submit(self, job: Job, runner: Runner | None = None) -> Job:
+        """Persist a new job (committed before this returns), then queue it."""
+        if runner is None and job.kind not in self.runners:
+            raise UserError(f"no runner for job kind '{job.kind}'")
+        job.created_at = job.created_at or self.clock.now()
+        await self.store.add_job(job)
+        if runner is not None:
+            self._ephemeral[job.id] = runner
+        self._insert(job)
+        self._publish_job(job)
+        self._kick.set()
+        return job
+
+    async def get(self, ref: str) -> Job:
+        """A job by id or unique prefix; the live object while it is queued or running."""
+        job = self._live(ref)
+        if job is not None:
+            return job
+        stored = await self.store.get_job(ref)
+        return self._live(stored.id) or stored
+
+    async def attempts(self, ref: str) -> list[dict[str, Any]]:
+        return await self.store.attempts((await self.get(ref)).id)
+
+    async def cancel(self, ref: str, reason: str = "cancelled") -> Job:
+        job = await self.get(ref)
+        running = self._running.get(job.id)
+        if running is not None:
+            self._end_reason[job.id] = JobState.CANCELLED
+            running[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running[1]
+            return job
+        jobs.mark_cancelled(job, self.clock.now(), reason)
+        self._remove_queued(job)
+        await self.store.save_job(job)
+        self._finished(job)
+        return job
+
+    async def set_priority(self, ref: str, priority: int) -> Job:
+        priority = jobs.check_priority(priority)
+        job = await self.get(ref)
+        jobs.check_reprioritize(job)
+        self._remove_queued(job)
+        job.priority = priority
+        await self.store.save_job(job)
+        self._insert(job)
+        self._publish_job(job)
+        self._kick.set()
+        return job
+
+    async def retry(self, ref: str) -> Job:
+        job = await self.get(ref)
+        if job.kind not in self.runners:
+            raise Conflict(f"job {job.id} is a {job.kind} request; its client must send it again")
+        jobs.reset_for_retry(job, await self.store.next_seq())
+        await self.store.save_job(job)
+        self._orphans.pop(job.id, None)
+        self._insert(job)
+        self._publish_job(job)
+        self._kick.set()
+        return job
+
+    async def pause(self, lanes: list[Lane]) -> dict[str, Any]:
+        return await self._set_paused(lanes, True)
+
+    async def resume(self, lanes: list[Lane]) -> dict[str, Any]:
+        return await self._set_paused(lanes, False)
+
+    async def _set_paused(self, lanes: list[Lane], paused: bool) -> dict[str, Any]:
+        await self.store.set_paused(lanes, paused)
+        for lane in lanes:
+            self._paused[lane] = paused
+        self._publish_lanes()
+        self._kick.set()
+        return self.status()
+
+    def set_concurrency(self, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 256:
+            raise UserError(f"remote concurrency must be 1..256, got {n!r}")
+        self.concurrency = n
+        self._publish_lanes()
+        self._kick.set()
+
+    async def wait_done(self, job_id: str) -> Job:
+        """Resolve when the job reaches a finished state."""
+        job = await self.get(job_id)
+        if job.finished:
+            return job
+        fut: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._done_waiters.setdefault(job.id, []).append(fut)
+        return await fut
+
+    async def record_violation(self, violation: Violation) -> Violation:
+        violation.at = violation.at or self.clock.now()
+        await self.store.add_violation(violation)
+        self.bus.publish(events.VIOLATION, violation.to_dict())
+        return violation
+
+    def queued(self, lane: Lane | None = None) -> list[Job]:
+        if lane is not None:
+            return list(self._queued[lane])
+        return [*self._queued[Lane.LOCAL], *self._queued[Lane.REMOTE]]
+
+    def running(self) -> list[Job]:
+        return [job for job, _ in self._running.values()]
+
+    def status(self) -> dict[str, Any]:
+        """The lane bar: what runs, what waits, what holds, whose turn it is."""
+        out: dict[str, Any] = {}
+        for lane in Lane:
+            out[str(lane)] = {
+                "running": sum(1 for j, _ in self._running.values() if j.lane is lane),
+                "queued": len(self._queued[lane]),
+                "cap": 1 if lane is Lane.LOCAL else self.concurrency,
+                "paused": self._paused[lane],
+                "held": self._held[lane],
+            }
+        out["turn"] = str(self._turn.lane) if self._turn.lane else None
+        out["cross_mix"] = self.cross_mix
+        out["accepting"] = self._accepting
+        out["orphans"] = [{"job_id": k, "pid": v[0]} for k, v in self._orphans.items()]
+        return out
+
+    # ---- dispatch ----------------------------------------------------------------------
+
+    def _policy_state(self) -> PolicyState:
+        def view(lane: Lane) -> LaneView:
+            return LaneView(
+                queued=len(self._queued[lane]),
+                running=sum(1 for j, _ in self._running.values() if j.lane is lane),
+                paused=self._paused[lane],
+                held=self._held[lane] is not None,
+            )
+
+        return PolicyState(
+            local=view(Lane.LOCAL),
+            remote=view(Lane.REMOTE),
+            concurrency=self.concurrency,
+            cross_mix=self.cross_mix,
+            turn=self._turn,
+        )
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._dispatch()
+            except Exception:  # never let one bad job stop the lanes
+                log.exception("dispatch failed")
+
+    async def _dispatch(self) -> None:
+        while self._accepting:
+            state = self._policy_state()
+            decision = decide(state)
+            if decision.start is None:
+                self._set_turn(decision.turn)
+                return
+            lane = decision.start
+            job = self._pick(lane)
+            if lane is Lane.LOCAL and not job.force and self.gate is not None:
+                reason = await self.gate(job)
+                if not self._accepting:
+                    return
+                if reason is not None:
+                    await self._hold(lane, job, reason)
+                    continue
+                await self._unhold(lane)
+                if self._live(job.id) is not job or job.state is not JobState.QUEUED:
+                    continue  # changed while the gates were read: decide again
+            self._set_turn(decision.turn)
+            self._launch(job)
+
+    def _pick(self, lane: Lane) -> Job:
+        queue = self._queued[lane]
+        return self.picker(lane, queue) if self.picker else queue[0]
+
+    def _set_turn(self, turn: Turn) -> None:
+        if turn != self._turn:
+            changed = turn.lane != self._turn.lane
+            self._turn = turn
+            if changed:
+                self._publish_lanes()
+
+    async def _hold(self, lane: Lane, job: Job, reason: str) -> None:
+        first = self._held[lane] is None
+        self._held[lane] = reason
+        if job.held_reason != reason:
+            job.held_reason = reason
+            await self.store.save_job(job)
+            self._publish_job(job)
+        self._gate_backoff = GATE_BACKOFF_MIN if first else min(
+            self._gate_backoff * 2, GATE_BACKOFF_MAX
+        )
+        self._gate_retry_at = self.clock.monotonic() + self._gate_backoff
+        self._publish_lanes()
+
+    async def _unhold(self, lane: Lane) -> None:
+        if self._held[lane] is None:
+            return
+        self._held[lane] = None
+        for job in self._queued[lane]:
+            if job.held_reason:
+                job.held_reason = None
+                await self.store.save_job(job)
+                self._publish_job(job)
+        self._publish_lanes()
+
+    def _launch(self, job: Job) -> None:
+        self._remove_queued(job)
+        task = asyncio.create_task(self._run(job), name=f"twolane-job-{job.id}")
+        self._running[job.id] = (job, task)
+
+    async def _run(self, job: Job) -> None:
+        now = self.clock.now()
+        job.state = JobState.RUNNING
+        job.attempts += 1
+        job.started_at = now
+        job.finished_at = None
+        job.exit_code = None
+        job.error = None
+        job.held_reason = None
+        job.pid = job.pid_start = None
+        job.log_path = str(paths.logs_dir(self.home) / f"{job.id}.log")
+        outcome: Outcome
+        try:
+            await self.store.save_job(job)  # `running` is on disk before anything starts
+            self._publish_job(job)
+            self._publish_lanes()
+            runner = self._ephemeral.get(job.id) or self.runners[job.kind]
+            ctx = RunContext(
+                log_path=Path(job.log_path),
+                kill_grace=self.kill_grace,
+                on_started=lambda pid, start: self._started(job, pid, start),
+                on_progress=lambda facts: self._progress(job, facts),
+            )
+            outcome = await runner.run(job, ctx)
+        except asyncio.CancelledError:
+            reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
+            text = "cancelled" if reason is JobState.CANCELLED else "interrupted: owner stopping"
+            outcome = Outcome(reason, error=text)
+        except Exception as exc:  # a runner bug fails the job, never the scheduler
+            log.exception("runner failed for job %s", job.id)
+            outcome = Outcome(JobState.FAILED, error=f"runner error: {exc}")
+        await asyncio.shield(self._finish(job, outcome))
+
+    async def _started(self, job: Job, pid: int, start: float | None) -> None:
+        job.pid, job.pid_start = pid, start
+        await self.store.save_job(job)
+
+    def _progress(self, job: Job, facts: dict[str, Any]) -> None:
+        job.meta.update(facts)
+        self._publish_job(job)
+
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        job.finished_at = self.clock.now()
+        job.state = outcome.state
+        job.exit_code = outcome.exit_code
+        job.error = outcome.error
+        job.meta.update(outcome.meta)
+        await self.store.record_attempt(job)
+        retry = outcome.state is JobState.FAILED and job.attempts <= job.retries
+        requeue_interrupted = (
+            outcome.state is JobState.INTERRUPTED and job.retry_on_interrupt
+        )
+        if retry:
+            jobs.reset_for_retry(job, job.seq)  # its old place: the front of its level
+        elif requeue_interrupted:
+            await self._requeue_at_head(job)
+        await self.store.save_job(job)
+        self._running.pop(job.id, None)
+        if retry and self._accepting:
+            self._insert(job)
+            self._publish_job(job)
+        else:
+            self._finished(job)
+        self._publish_lanes()
+        self._kick.set()
+
+    def _finished(self, job: Job) -> None:
+        self._ephemeral.pop(job.id, None)
+        self._publish_job(job)
+        for fut in self._done_waiters.pop(job.id, []):
+            if not fut.done():
+                fut.set_result(job)
+
+    # ---- housekeeping: direct writes, gate re-checks, orphans --------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            try:
+                await self._housekeeping()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    async def _housekeeping(self) -> None:
+        version = await self.store.data_version()
+        if version != self._data_version:
+            self._data_version = version
+            await self._sync_from_store()
+        if self._held[Lane.LOCAL] is not None and self.clock.monotonic() >= self._gate_retry_at:
+            await self._recheck_gate()
+        for job_id, (pid, start) in list(self._orphans.items()):
+            if not (pid_matches(pid, start) and group_alive(pid)):
+                del self._orphans[job_id]
+                job = await self.store.get_job(job_id)
+                if job.state is JobState.INTERRUPTED and job.retry_on_interrupt:
+                    await self._requeue_at_head(job)
+                    await self.store.save_job(job)
+                    self._insert(job)
+                    self._publish_job(job)
+                    self._kick.set()
+                self._publish_lanes()
+
+    async def _recheck_gate(self) -> None:
+        queue = self._queued[Lane.LOCAL]
+        if not queue or self.gate is None:
+            await self._unhold(Lane.LOCAL)
+            self._kick.set()
+            return
+        job = self._pick(Lane.LOCAL)
+        reason = None if job.force else await self.gate(job)
+        if reason is None:
+            await self._unhold(Lane.LOCAL)
+            self._kick.set()
+        else:
+            await self._hold(Lane.LOCAL, job, reason)
+
+    async def _sync_from_store(self) -> None:
+        """Another process wrote to the database (the CLI with no owner running, at the
+        moment this owner started): adopt its queued jobs and lane pauses."""
+        in_db = {j.id: j for j in await self.store.list_jobs([JobState.QUEUED])}
+        changed = False
+        for lane in Lane:
+            keep = []
+            for job in self._queued[lane]:
+                fresh = in_db.pop(job.id, None)
+                if fresh is None:
+                    changed = True  # finished or cancelled elsewhere
+                    continue
+                if fresh.priority != job.priority:
+                    job.priority = fresh.priority
+                    changed = True
+                keep.append(job)
+            self._queued[lane] = sorted(keep, key=Job.sort_key)
+        for job in in_db.values():
+            if job.id not in self._running and job.kind in self.runners:
+                self._insert(job)
+                self._publish_job(job)
+                changed = True
+        paused = await self.store.paused_lanes()
+        if paused != self._paused:
+            self._paused = paused
+            changed = True
+        if changed:
+            self._publish_lanes()
+            self._kick.set()
+
+    # ---- in-memory helpers -------------------------------------------------------------
+
+    def _live(self, ref: str) -> Job | None:
+        running = self._running.get(ref)
+        if running:
+            return running[0]
+        for queue in self._queued.values():
+            for job in queue:
+                if job.id == ref:
+                    return job
+        return None
+
+    def _insert(self, job: Job) -> None:
+        queue = self._queued[job.lane]
+        if any(j.id == job.id for j in queue):
+            return
+        bisect.insort(queue, job, key=Job.sort_key)
+
+    def _remove_queued(self, job: Job) -> None:
+        queue = self._queued[job.lane]
+        for i, queued in enumerate(queue):
+            if queued.id == job.id:
+                del queue[i]
+                return
+
+    def _publish_job(self, job: Job) -> None:
+        self.bus.publish(events.JOB, job.to_dict())
+
+    def _publish_lanes(self) -> None:
+        self.bus.publish(events.LANES, self.status())

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated data dir and config for every test, an in-process owner,
+and a way to run the real `twolane` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from console.core import config
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own TWOLANE_HOME and an empty config (never the developer's)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TWOLANE_HOME", str(home))
+    monkeypatch.setenv("TWOLANE_CONFIG", str(tmp_path / "config.toml"))
+    for name in list(os.environ):
+        if name.startswith(config.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture
+def home(isolated_home: Path) -> Path:
+    return isolated_home
+
+
+@pytest.fixture
+async def owner(home: Path) -> AsyncIterator[object]:
+    """A started in-process owner (no extensions) on the test's data dir."""
+    from console.owner import Owner
+
+    cfg = config.load()
+    own = Owner(home, cfg, extensions=[])
+    await own.start()
+    try:
+        yield own
+    finally:
+        await own.stop()
+
+
+def run_twolane(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (same interpreter, current environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "console", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        input=input,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def twolane():
+    return run_twolane

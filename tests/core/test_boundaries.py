@@ -1,0 +1,43 @@
+"""console/core must run without the UI: it never imports textual (design.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import console.core
+
+CORE = Path(console.core.__file__).parent
+
+
+def test_core_sources_do_not_import_textual():
+    offenders = []
+    for path in CORE.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import textual", "from textual")):
+                offenders.append(f"{path}: {stripped}")
+    assert offenders == []
+
+
+def test_importing_the_whole_core_loads_no_textual():
+    modules = sorted(
+        "console.core." + ".".join(p.relative_to(CORE).with_suffix("").parts)
+        for p in CORE.rglob("*.py") if p.name != "__init__.py"
+    )
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + (
+        "bad = [m for m in sys.modules if m == 'textual' or m.startswith(('textual.', 'console.tui'))]\n"
+        "print(bad); raise SystemExit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_twolane_add_path_imports_no_textual_or_http_server():
+    code = (
+        "import sys, console.cli as c\n"
+        "p = c.build_parser()\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'aiohttp', 'httpx')]\n"
+        "print(bad); raise SystemExit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
