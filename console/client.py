@@ -117,6 +117,9 @@ class ControlClient:
     def violations(self, limit: int = 500) -> list[dict[str, Any]]:
         return self.request("GET", f"/violations?limit={limit}")
 
+    def record_violation(self, violation: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/violations", violation)
+
     def log_chunk(self, ref: str, offset: int) -> tuple[bytes, str]:
         data, headers = self.request(
             "GET", f"/jobs/{quote(ref, safe='')}/log?offset={offset}", raw=True
@@ -199,6 +202,15 @@ class DirectBackend:
     async def _do_violations(self, limit: int) -> list[dict[str, Any]]:
         return [v.to_dict() for v in await self._service.store.list_violations(limit=limit)]
 
+    async def _do_record_violation(self, violation: dict[str, Any]) -> dict[str, Any]:
+        import time
+
+        from console.api.control import violation_from_payload
+
+        v = violation_from_payload(violation)
+        v.at = v.at or time.time()
+        return (await self._service.store.add_violation(v)).to_dict()
+
     async def _do_log_chunk(self, ref: str, offset: int) -> tuple[bytes, str]:
         job = await self._service.get(ref)
         from console.api.control import read_log_chunk
@@ -238,6 +250,9 @@ class DirectBackend:
 
     def log_chunk(self, ref: str, offset: int) -> tuple[bytes, str]:
         return self._call("log_chunk", ref, offset)
+
+    def record_violation(self, violation: dict[str, Any]) -> dict[str, Any]:
+        return self._call("record_violation", violation)
 
     def close(self) -> None:
         if self._service is not None:

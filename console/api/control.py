@@ -18,6 +18,7 @@ from aiohttp import web
 from console import __version__
 from console.core import events, jobs
 from console.core.errors import UserError
+from console.core.models import Violation
 
 if TYPE_CHECKING:
     from console.owner import Owner
@@ -186,6 +187,22 @@ async def violations(request: web.Request) -> web.Response:
     return _json([v.to_dict() for v in found])
 
 
+async def add_violation(request: web.Request) -> web.Response:
+    """Record a violation found outside the owner (the ladder, a script)."""
+    owner = _owner(request)
+    v = violation_from_payload(await _body(request))
+    return _json((await owner.scheduler.record_violation(v)).to_dict(), status=201)
+
+
+def violation_from_payload(body: dict[str, Any]) -> Violation:
+    if not isinstance(body.get("rule"), str) or not body["rule"]:
+        raise UserError("a violation needs a 'rule' name")
+    try:
+        return Violation.from_dict({**body, "id": None, "at": body.get("at") or 0.0})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"bad violation: {exc}") from None
+
+
 async def event_stream(request: web.Request) -> web.StreamResponse:
     """NDJSON: one event per line; with ``?snapshot=1`` a snapshot comes first."""
     owner = _owner(request)
@@ -236,6 +253,7 @@ def build_app(owner: Owner) -> web.Application:
     app.router.add_post("/lanes/{lanes}/{action}", lanes_action)
     app.router.add_post("/config", set_config)
     app.router.add_get("/violations", violations)
+    app.router.add_post("/violations", add_violation)
     app.router.add_get("/events", event_stream)
     app.router.add_post("/shutdown", shutdown)
     for method, path, handler in owner.extra_routes:
