@@ -10,6 +10,8 @@ Use::
     fake.fail_times = 1        # ...only the next N requests (None: all of them)
     fake.hang = True           # never answer; the request ends when the client goes away
     fake.stall_after = 2       # stream this many chunks, then stop producing (idle stream)
+    fake.capacity = 2          # with more than this many in flight, each chunk waits
+    fake.slowdown = 10.0       # ...token_delay times this (a knee known in advance)
     ...
     assert fake.max_active == 1    # peak of requests in flight at once
     await fake.stop()
@@ -50,6 +52,8 @@ class FakeUpstream:
         self.fail_times: int | None = None
         self.hang = False
         self.stall_after: int | None = None
+        self.capacity: int | None = None
+        self.slowdown = 1.0
         self.pull_steps = 4
         self.pull_total = 4_000_000
         self.requests = 0
@@ -161,7 +165,8 @@ class FakeUpstream:
             if self.stall_after is not None and i >= self.stall_after:
                 await asyncio.Event().wait()
             if i and self.token_delay:
-                await asyncio.sleep(self.token_delay)
+                overloaded = self.capacity is not None and self.active > self.capacity
+                await asyncio.sleep(self.token_delay * (self.slowdown if overloaded else 1.0))
             await resp.write(chunk)
         await resp.write_eof()
         return resp
