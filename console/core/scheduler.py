@@ -69,7 +69,8 @@ class Scheduler:
         self._gate_retry_at = 0.0
         self._gate_backoff = GATE_BACKOFF_MIN
         self._turn = Turn()
-        self._orphans: dict[str, tuple[int, float | None]] = {}
+        # Process groups a dead owner left running: job id -> (pid, start time, lane).
+        self._orphans: dict[str, tuple[int, float | None, Lane]] = {}
         self._kick = asyncio.Event()
         self._accepting = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -125,8 +126,10 @@ class Scheduler:
             job.finished_at = now
             job.error = "interrupted: the owner stopped while it ran"
             if orphan:
+                # Still running on its own: it keeps its lane slot until it exits, so the
+                # lane rules hold across the crash and the job never runs beside itself.
                 job.error += f"; its process group {job.pid} is still alive and was not re-run"
-                self._orphans[job.id] = (job.pid or 0, job.pid_start)
+                self._orphans[job.id] = (job.pid or 0, job.pid_start, job.lane)
                 await self.record_violation(
                     Violation(
                         rule="orphan_process",
@@ -140,8 +143,13 @@ class Scheduler:
                     )
                 )
             await self.store.record_attempt(job)
-            if job.retry_on_interrupt and not orphan:
+            if job.retry_on_interrupt:
+                pid = job.pid
                 await self._requeue_at_head(job)
+                if orphan:
+                    job.held_reason = (
+                        f"waiting for process group {pid} left running by the previous owner"
+                    )
             await self.store.save_job(job)
         # Queued in-process jobs (gateway requests) lost their caller with the old owner.
         for job in await self.store.list_jobs([JobState.QUEUED]):
@@ -158,7 +166,8 @@ class Scheduler:
         queued = await self.store.list_jobs([JobState.QUEUED])
         for lane in Lane:
             self._queued[lane] = sorted(
-                (j for j in queued if j.lane is lane and j.id not in self._running),
+                (j for j in queued if j.lane is lane and j.id not in self._running
+                 and j.id not in self._orphans),
                 key=Job.sort_key,
             )
         self._held = {lane: None for lane in Lane}
@@ -220,9 +229,13 @@ class Scheduler:
         job = await self.get(ref)
         if job.kind not in self.runners:
             raise Conflict(f"job {job.id} is a {job.kind} request; its client must send it again")
+        if job.id in self._orphans:
+            raise Conflict(
+                f"job {job.id} still runs as process group {self._orphans[job.id][0]} left by "
+                "the previous owner; wait for it to exit or kill it, then retry"
+            )
         jobs.reset_for_retry(job, await self.store.next_seq())
         await self.store.save_job(job)
-        self._orphans.pop(job.id, None)
         self._insert(job)
         self._publish_job(job)
         self._kick.set()
@@ -277,7 +290,7 @@ class Scheduler:
         out: dict[str, Any] = {}
         for lane in Lane:
             out[str(lane)] = {
-                "running": sum(1 for j, _ in self._running.values() if j.lane is lane),
+                "running": self._running_in(lane),
                 "queued": len(self._queued[lane]),
                 "cap": 1 if lane is Lane.LOCAL else self.concurrency,
                 "paused": self._paused[lane],
@@ -286,16 +299,23 @@ class Scheduler:
         out["turn"] = str(self._turn.lane) if self._turn.lane else None
         out["cross_mix"] = self.cross_mix
         out["accepting"] = self._accepting
-        out["orphans"] = [{"job_id": k, "pid": v[0]} for k, v in self._orphans.items()]
+        out["orphans"] = [
+            {"job_id": k, "pid": v[0], "lane": str(v[2])} for k, v in self._orphans.items()
+        ]
         return out
 
     # ---- dispatch ----------------------------------------------------------------------
+
+    def _running_in(self, lane: Lane) -> int:
+        """Jobs running in a lane, counting process groups a dead owner left running."""
+        mine = sum(1 for j, _ in self._running.values() if j.lane is lane)
+        return mine + sum(1 for o in self._orphans.values() if o[2] is lane)
 
     def _policy_state(self) -> PolicyState:
         def view(lane: Lane) -> LaneView:
             return LaneView(
                 queued=len(self._queued[lane]),
-                running=sum(1 for j, _ in self._running.values() if j.lane is lane),
+                running=self._running_in(lane),
                 paused=self._paused[lane],
                 held=self._held[lane] is not None,
             )
@@ -469,17 +489,18 @@ class Scheduler:
             await self._sync_from_store()
         if self._held[Lane.LOCAL] is not None and self.clock.monotonic() >= self._gate_retry_at:
             await self._recheck_gate()
-        for job_id, (pid, start) in list(self._orphans.items()):
-            if not (pid_matches(pid, start) and group_alive(pid)):
-                del self._orphans[job_id]
-                job = await self.store.get_job(job_id)
-                if job.state is JobState.INTERRUPTED and job.retry_on_interrupt:
-                    await self._requeue_at_head(job)
-                    await self.store.save_job(job)
-                    self._insert(job)
-                    self._publish_job(job)
-                    self._kick.set()
-                self._publish_lanes()
+        for job_id, (pid, start, _lane) in list(self._orphans.items()):
+            if pid_matches(pid, start) and group_alive(pid):
+                continue
+            del self._orphans[job_id]
+            job = await self.store.get_job(job_id)
+            if job.state is JobState.QUEUED:  # retry-on-interrupt: its turn may come now
+                job.held_reason = None
+                await self.store.save_job(job)
+                self._insert(job)
+                self._publish_job(job)
+            self._publish_lanes()
+            self._kick.set()
 
     async def _recheck_gate(self) -> None:
         queue = self._queued[Lane.LOCAL]
@@ -513,7 +534,7 @@ class Scheduler:
                 keep.append(job)
             self._queued[lane] = sorted(keep, key=Job.sort_key)
         for job in in_db.values():
-            if job.id not in self._running and job.kind in self.runners:
+            if job.id not in self._running and job.id not in self._orphans and job.kind in self.runners:
                 self._insert(job)
                 self._publish_job(job)
                 changed = True
