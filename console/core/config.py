@@ -23,6 +23,12 @@ DEFAULTS: dict[str, Any] = {
     "ui.theme": "twolane-dark",
     "ui.keymap": {},
     "ui.refresh_interval": 0.5,
+    "ladder.steps": "1,2,4,8",
+    "ladder.requests": 16,
+    "ladder.max_tokens": 128,
+    "ladder.slo": "p95_ratio=3,error_rate=0.01,swap_gb=2",
+    "ladder.request_timeout": 300.0,
+    "ladder.sample_interval": 0.25,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -33,6 +39,12 @@ DESCRIPTIONS: dict[str, str] = {
     "ui.theme": "console theme name (see themes/)",
     "ui.keymap": "binding id -> keys, e.g. {cancel = \"x\"}",
     "ui.refresh_interval": "seconds between console refreshes of time columns",
+    "ladder.steps": "`twolane ladder` concurrencies to climb, e.g. \"1,2,4,8\"",
+    "ladder.requests": "requests per ladder step (at least the step's concurrency)",
+    "ladder.max_tokens": "max tokens per ladder request (fixed, temperature 0)",
+    "ladder.slo": "ladder gate: p95_ratio (x step-1 p95), error_rate (fraction), swap_gb (growth)",
+    "ladder.request_timeout": "seconds one ladder request may take before it counts as an error",
+    "ladder.sample_interval": "seconds between server memory/swap/load samples during a step",
 }
 
 ENV_PREFIX = "TWOLANE__"
