@@ -1,0 +1,1 @@
+"""Modal screens: enqueue, confirm, help, job details, quit."""

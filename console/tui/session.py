@@ -1,0 +1,302 @@
+"""One interface for the console whether it owns the scheduler or attaches to an owner.
+
+``OwnerSession`` runs ``console.owner.Owner`` inside the app's event loop; an
+``AttachedSession`` talks to another process's owner over the control socket. Widgets
+only see ``Session``: ``events()`` (a snapshot first, then job/lanes/violation/sample
+events) and the actions. Neither ever touches SQLite from a widget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from console.core import events, paths
+from console.core.config import Config
+from console.core.models import JobState, Lane
+from console.tui.sampler import FallbackSampler
+
+Event = tuple[str, dict[str, Any]]
+KINDS = {events.JOB, events.LANES, events.VIOLATION, events.SAMPLE}
+GRAPH_SECONDS = 600.0
+
+
+class Session(Protocol):
+    mode: str  # "owner" or "attached"
+    home: Path
+
+    async def start(self) -> None: ...
+    def events(self) -> AsyncIterator[Event]: ...
+    async def add(self, payload: dict[str, Any]) -> dict[str, Any]: ...
+    async def cancel(self, job_id: str) -> dict[str, Any]: ...
+    async def priority(self, job_id: str, priority: int) -> dict[str, Any]: ...
+    async def retry(self, job_id: str) -> dict[str, Any]: ...
+    async def pause(self, lanes: str) -> dict[str, Any]: ...
+    async def resume(self, lanes: str) -> dict[str, Any]: ...
+    async def job(self, job_id: str) -> dict[str, Any]: ...
+    async def log_chunk(self, job_id: str, offset: int) -> bytes: ...
+    async def samples(self, seconds: float = GRAPH_SECONDS) -> list[dict[str, Any]]: ...
+    async def close(self, running: str = "stop") -> None: ...
+
+
+def _ref(job_id: str) -> str:
+    return quote(job_id, safe="")
+
+
+class OwnerSession:
+    """The console is the owner: scheduler, control socket and extensions run here."""
+
+    mode = "owner"
+
+    def __init__(self, home: Path, config: Config, owner: Any = None) -> None:
+        from console.owner import Owner
+
+        self.home = home
+        self.owner = owner or Owner(home, config)
+        self._fallback: FallbackSampler | None = None
+
+    async def start(self) -> None:
+        await self.owner.start()
+        if getattr(self.owner, "sampler", None) is None:
+            # No signals feature yet: sample here and publish like it would, so attached
+            # consoles see the same graphs.
+            bus = self.owner.bus
+            self._fallback = FallbackSampler(lambda s: bus.publish(events.SAMPLE, s))
+            self.owner.sampler = self._fallback
+            await self._fallback.start()
+
+    @property
+    def scheduler(self) -> Any:
+        return self.owner.scheduler
+
+    async def events(self) -> AsyncIterator[Event]:
+        with self.owner.bus.subscribe(KINDS) as sub:
+            yield "snapshot", await self.owner.snapshot()
+            lagged = 0
+            while True:
+                event = await sub.get()
+                if sub.lagged != lagged:  # events were dropped: start over from the truth
+                    lagged = sub.lagged
+                    yield "snapshot", await self.owner.snapshot()
+                    continue
+                yield event.kind, event.data
+
+    async def add(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from console.core.jobs import job_from_payload
+
+        job = job_from_payload(payload, self.scheduler.clock.now())
+        await self.owner.prepare_job(job)
+        return (await self.scheduler.submit(job)).to_dict()
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return (await self.scheduler.cancel(job_id)).to_dict()
+
+    async def priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        return (await self.scheduler.set_priority(job_id, priority)).to_dict()
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        return (await self.scheduler.retry(job_id)).to_dict()
+
+    async def pause(self, lanes: str) -> dict[str, Any]:
+        from console.core.jobs import parse_lanes
+
+        return await self.scheduler.pause(parse_lanes(lanes))
+
+    async def resume(self, lanes: str) -> dict[str, Any]:
+        from console.core.jobs import parse_lanes
+
+        return await self.scheduler.resume(parse_lanes(lanes))
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        job = await self.scheduler.get(job_id)
+        data = job.to_dict()
+        data["attempts_log"] = await self.owner.store.attempts(job.id)
+        return data
+
+    async def log_chunk(self, job_id: str, offset: int) -> bytes:
+        from console.api.control import MAX_LOG_CHUNK, read_log_chunk
+
+        job = await self.scheduler.get(job_id)
+        return read_log_chunk(job.log_path, offset, MAX_LOG_CHUNK)[0]
+
+    async def samples(self, seconds: float = GRAPH_SECONDS) -> list[dict[str, Any]]:
+        sampler = getattr(self.owner, "sampler", None)
+        return list(sampler.history(seconds)) if sampler is not None else []
+
+    def running_count(self) -> int:
+        return len(self.scheduler.running())
+
+    async def drain(self) -> None:
+        """Let running jobs finish while nothing new starts; queued jobs stay queued."""
+        was = {lane: self.scheduler.status()[str(lane)]["paused"] for lane in Lane}
+        await self.scheduler.pause(list(Lane))
+        try:
+            for job in list(self.scheduler.running()):
+                await self.scheduler.wait_done(job.id)
+        finally:
+            unpause = [lane for lane, paused in was.items() if not paused]
+            if unpause:  # the pause was ours, not the user's: the next owner runs them
+                await self.scheduler.resume(unpause)
+
+    async def close(self, running: str = "stop") -> None:
+        """Stop the owner. ``running``: "stop" (interrupted), "cancel" or "wait"."""
+        if running == "cancel":
+            for job in list(self.scheduler.running()):
+                if job.state is JobState.RUNNING:
+                    await self.scheduler.cancel(job.id)
+        elif running == "wait":
+            await self.drain()
+        if self._fallback is not None:
+            await self._fallback.stop()
+        await self.owner.stop()
+
+
+class AttachedSession:
+    """Another process owns the data dir; everything goes over its control socket."""
+
+    mode = "attached"
+
+    def __init__(self, home: Path) -> None:
+        import httpx
+
+        from console.client import AsyncControlClient
+
+        self.home = home
+        sock = paths.socket_path(home)
+        self.client = AsyncControlClient(sock)
+        # Logs are plain text, so they need a raw response rather than JSON.
+        self._raw = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://twolane",
+            timeout=30.0,
+        )  # fmt: skip
+        self._fallback: FallbackSampler | None = None
+        self._local_samples: asyncio.Queue[dict[str, Any]] = asyncio.Queue(100)
+
+    async def start(self) -> None:
+        await self.client.request("GET", "/health")
+
+    async def events(self) -> AsyncIterator[Event]:
+        if not await self._owner_samples():
+            # The owner samples nothing (no signals feature, headless): the socket is
+            # local, so this machine's own readings are the owner's readings.
+            self._fallback = FallbackSampler(self._local_sample)
+            await self._fallback.start()
+        stream = self.client.events(sorted(KINDS), snapshot=True)
+        pending: dict[str, asyncio.Task[Any]] = {}
+        try:
+            while True:
+                if "remote" not in pending:
+                    pending["remote"] = asyncio.ensure_future(anext(stream))
+                if "local" not in pending:
+                    pending["local"] = asyncio.ensure_future(self._local_samples.get())
+                done, _ = await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
+                for name, task in list(pending.items()):
+                    if task not in done:
+                        continue
+                    del pending[name]
+                    if name == "local":
+                        yield events.SAMPLE, task.result()
+                        continue
+                    event = task.result()  # StopAsyncIteration / OwnerGone end the stream
+                    if event["kind"] in KINDS or event["kind"] == "snapshot":
+                        yield event["kind"], event["data"]
+        finally:
+            for task in pending.values():
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+
+    def _local_sample(self, sample: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._local_samples.put_nowait(sample)
+
+    async def _owner_samples(self) -> bool:
+        from console.core.errors import UserError
+
+        try:
+            await self.client.request("GET", f"/signals/history?seconds={int(GRAPH_SECONDS)}")
+        except UserError:
+            return False
+        return True
+
+    async def add(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.client.request("POST", "/jobs", payload)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        return await self.client.request("POST", f"/jobs/{_ref(job_id)}/cancel")
+
+    async def priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        return await self.client.request(
+            "POST", f"/jobs/{_ref(job_id)}/priority", {"priority": priority}
+        )
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        return await self.client.request("POST", f"/jobs/{_ref(job_id)}/retry")
+
+    async def pause(self, lanes: str) -> dict[str, Any]:
+        return await self.client.request("POST", f"/lanes/{_ref(lanes)}/pause")
+
+    async def resume(self, lanes: str) -> dict[str, Any]:
+        return await self.client.request("POST", f"/lanes/{_ref(lanes)}/resume")
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self.client.request("GET", f"/jobs/{_ref(job_id)}")
+
+    async def log_chunk(self, job_id: str, offset: int) -> bytes:
+        import httpx
+
+        from console.client import OwnerGone
+
+        try:
+            resp = await self._raw.get(f"/jobs/{_ref(job_id)}/log", params={"offset": offset})
+        except httpx.TransportError as exc:
+            raise OwnerGone(f"the owner did not answer ({exc})") from exc
+        return resp.content if resp.status_code == 200 else b""
+
+    async def samples(self, seconds: float = GRAPH_SECONDS) -> list[dict[str, Any]]:
+        if self._fallback is not None:
+            return self._fallback.history(seconds)
+        from console.core.errors import UserError
+
+        try:
+            data = await self.client.request("GET", f"/signals/history?seconds={int(seconds)}")
+        except UserError:
+            return []
+        return list(data.get("samples", data) if isinstance(data, dict) else data)
+
+    async def close(self, running: str = "leave") -> None:
+        """Leave the owner running; only this console's connections close."""
+        if self._fallback is not None:
+            await self._fallback.stop()
+        await self.client.aclose()
+        await self._raw.aclose()
+
+
+async def open_session(home: Path, config: Config, *, attach_only: bool = False) -> Session:
+    """Attach when an owner answers on the socket, else become the owner."""
+    from console.client import owner_client
+    from console.core.errors import OwnerRunning
+
+    last: OwnerRunning | None = None
+    for _ in range(3):
+        if await asyncio.to_thread(owner_client, home, 5.0) is not None:
+            session: Session = AttachedSession(home)
+            await session.start()
+            return session
+        if attach_only:
+            from console.core.errors import UserError
+
+            raise UserError(f"no owner runs for {home}; start one with `twolane serve`")
+        owned = OwnerSession(home, config)
+        try:
+            await owned.start()
+            return owned
+        except OwnerRunning as exc:
+            last = exc
+            await asyncio.sleep(0.3)  # another owner is starting right now: attach to it
+    assert last is not None
+    raise last

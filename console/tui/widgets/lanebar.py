@@ -1,0 +1,24 @@
+"""The lane bar: local running / idle / held / paused, remote k of N, whose turn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from console.tui.model import lane_summary
+from console.tui.widgets.colors import CLASS_VARIABLE, theme_style
+
+
+class LaneBar(Static):
+    def show(self, status: dict[str, Any], mode: str, note: str = "") -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" {mode} ", style=theme_style(self.app, "accent", bold=True))
+        for part, cls in lane_summary(status):
+            text.append(" │ ", style=theme_style(self.app, "text-muted"))
+            text.append(part, style=theme_style(self.app, CLASS_VARIABLE[cls], bold=cls != "muted"))
+        if note:
+            text.append(" │ ", style=theme_style(self.app, "text-muted"))
+            text.append(note, style=theme_style(self.app, "warning", bold=True))
+        self.update(text)
