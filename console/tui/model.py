@@ -12,9 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# The CLI's duration formats, so `twolane ls` and the console read the same.
-from console.cli import fmt_duration  # noqa: F401
-
 LIVE_STATES = ("running", "queued")
 FINISHED_SHOWN = 200  # newest finished jobs the console keeps and shows
 VIOLATIONS_KEPT = 500

@@ -14,7 +14,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Log, Static
 
-from console.tui.model import fmt_duration
+from console.cli import fmt_duration
 
 MAX_LOG_BYTES = 4 << 20  # the whole log up to 4 MiB; `twolane logs ID` prints more
 

@@ -8,7 +8,9 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from console.tui.model import ConsoleModel, job_note, job_time, matches, sort_key
+# The CLI's time formats, so `twolane ls` and the console read the same.
+from console.cli import job_age as job_time
+from console.tui.model import ConsoleModel, job_note, matches, sort_key
 from console.tui.widgets.colors import STATE_VARIABLE, styled
 
 COLUMNS = (("id", "ID", 6), ("state", "STATE", 11), ("priority", "PRI", 4),

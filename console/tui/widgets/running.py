@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from console.tui.model import fmt_duration
+from console.cli import fmt_duration
 from console.tui.widgets.colors import theme_style
 
 TAIL_LINES = 200
