@@ -37,7 +37,11 @@ JobHook = Callable[[Job], Awaitable[None]]
 
 def default_extensions(config: Config) -> list[Extension]:
     """The extensions every owner runs. Each feature adds its own line here."""
-    return []
+    from console.api.gateway import gateway_extension
+
+    exts: list[Extension] = []
+    exts.append(gateway_extension(config))  # LLM gateway + pull runner (issue 5)
+    return exts
 
 
 class Owner:

@@ -29,6 +29,25 @@ DEFAULTS: dict[str, Any] = {
     "ladder.slo": "p95_ratio=3,error_rate=0.01,swap_gb=2",
     "ladder.request_timeout": 300.0,
     "ladder.sample_interval": 0.25,
+    "gateway.enabled": True,
+    "gateway.host": "127.0.0.1",
+    "gateway.port": 11500,
+    "gateway.api_key": "",
+    "gateway.cors_origins": [],
+    "gateway.max_body_bytes": 16 * 1024 * 1024,
+    "gateway.max_waiting": 256,
+    "gateway.timeout": 600.0,
+    "gateway.stream_idle_timeout": 60.0,
+    "gateway.retries": 1,
+    "gateway.retry_backoff": 0.5,
+    "gateway.max_ctx": 32768,
+    "gateway.affinity_window": 8,
+    "gateway.affinity_window_seconds": 30.0,
+    "gateway.store_prompts": False,
+    "upstreams": [
+        {"name": "ollama", "kind": "ollama", "base_url": "http://127.0.0.1:11434",
+         "lane": "local", "models": ["*"]},
+    ],
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -45,6 +64,22 @@ DESCRIPTIONS: dict[str, str] = {
     "ladder.slo": "ladder gate: p95_ratio (x step-1 p95), error_rate (fraction), swap_gb (growth)",
     "ladder.request_timeout": "seconds one ladder request may take before it counts as an error",
     "ladder.sample_interval": "seconds between server memory/swap/load samples during a step",
+    "gateway.enabled": "serve the LLM gateway (OpenAI- and Ollama-compatible) in the owner",
+    "gateway.host": "gateway address; a non-loopback address needs gateway.api_key",
+    "gateway.port": "gateway TCP port (`twolane serve --port`); 0 picks a free one",
+    "gateway.api_key": "bearer token clients must send (empty: none, loopback only)",
+    "gateway.cors_origins": "browser origins allowed to call the gateway, e.g. [\"chrome-extension://*\"]",
+    "gateway.max_body_bytes": "largest request body accepted (413 above it)",
+    "gateway.max_waiting": "requests waiting per lane before new ones get 503 + Retry-After",
+    "gateway.timeout": "seconds one upstream attempt may take before it is aborted",
+    "gateway.stream_idle_timeout": "seconds a stream may go without a chunk before it is aborted",
+    "gateway.retries": "extra upstream attempts after a failed one (never on 4xx answers)",
+    "gateway.retry_backoff": "seconds before the first retry (doubles each time)",
+    "gateway.max_ctx": "largest context (num_ctx) the gateway asks a local model for (0: no cap)",
+    "gateway.affinity_window": "requests that may jump a waiting one to reuse the loaded model (0: off)",
+    "gateway.affinity_window_seconds": "seconds a request may be passed over for model affinity",
+    "gateway.store_prompts": "keep request bodies (prompts) in job records",
+    "upstreams": "model servers: [[upstreams]] name, kind (ollama|openai), base_url, lane, models, api_key_env",
 }
 
 ENV_PREFIX = "TWOLANE__"

@@ -1,0 +1,223 @@
+"""The LLM gateway: an owner extension serving OpenAI- and Ollama-compatible HTTP on
+``gateway.host:gateway.port`` inside the owner's event loop, queuing every model request
+through the lanes. It also registers the persistent ``pull`` runner (so ``twolane pull``
+works even with the HTTP side turned off) and the local lane's model-affinity picker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+from console.core import events, jobs
+from console.core.affinity import Affinity
+from console.core.config import Config, ConfigError
+from console.core.errors import UserError
+from console.core.models import Job, JobState, Lane
+from console.core.runners.pull import PullRunner
+from console.core.upstreams import ContextPolicy, Upstream, parse_upstreams, route
+
+if TYPE_CHECKING:
+    from console.owner import Owner
+
+log = logging.getLogger(__name__)
+
+PULL_TIMEOUT = 6 * 3600.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(host: str, api_key: str) -> None:
+    """Refuse a non-loopback address without a key: anyone on the network could use the models."""
+    if not is_loopback(host) and not api_key:
+        raise ConfigError(
+            f"gateway.host = {host!r} is reachable from other machines; set gateway.api_key "
+            "first (or use 127.0.0.1)"
+        )
+
+
+class Gateway:
+    """The owner extension (``start(owner)`` / ``stop()``); see the module docstring."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.upstreams: list[Upstream] = parse_upstreams(config.get("upstreams"))
+        self.enabled: bool = config.get("gateway.enabled")
+        self.host: str = config.get("gateway.host")
+        self.port: int = config.get("gateway.port")
+        self.api_key: str = config.get("gateway.api_key")
+        self.cors_origins: list[str] = [str(o) for o in config.get("gateway.cors_origins")]
+        self.max_body: int = config.get("gateway.max_body_bytes")
+        self.max_waiting: int = config.get("gateway.max_waiting")
+        self.timeout: float = config.get("gateway.timeout")
+        self.idle_timeout: float = config.get("gateway.stream_idle_timeout")
+        self.retries: int = config.get("gateway.retries")
+        self.backoff: float = config.get("gateway.retry_backoff")
+        self.store_prompts: bool = config.get("gateway.store_prompts")
+        self.context = ContextPolicy(max_ctx=config.get("gateway.max_ctx"))
+        self.affinity = Affinity(
+            window=config.get("gateway.affinity_window"),
+            window_seconds=config.get("gateway.affinity_window_seconds"),
+        )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"gateway.port must be 0..65535, got {self.port}")
+        if self.max_body <= 0 or self.max_waiting <= 0:
+            raise ConfigError("gateway.max_body_bytes and gateway.max_waiting must be positive")
+        if self.enabled:
+            check_listen(self.host, self.api_key)
+        self.pull_runner = PullRunner(lambda: self.upstreams, self.session, PULL_TIMEOUT)
+        self.url: str | None = None
+        self.owner: Owner
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._durations: dict[Lane, float] = {lane: 1.0 for lane in Lane}
+
+    # ---- extension life cycle --------------------------------------------------------
+
+    async def start(self, owner: Owner) -> None:
+        self.owner = owner
+        scheduler = owner.scheduler
+        scheduler.runners["pull"] = self.pull_runner
+        scheduler.picker = lambda lane, queue: self.affinity.pick(lane, queue, scheduler.clock.now())
+        owner.job_hooks.append(self._check_job)
+        self._watch = asyncio.create_task(self._watch_jobs(), name="twolane-gateway-watch")
+        if not self.enabled:
+            return
+        from console.api.gateway.server import build_app
+
+        # Handler cancellation: a client that disconnects cancels its handler, which
+        # cancels its job and aborts the upstream call.
+        self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None,
+                                     handler_cancellation=True, shutdown_timeout=1.0)  # fmt: skip
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            # Another program (or another twolane) has the port: the owner still runs its
+            # lanes; only the gateway is missing, and the user is told why.
+            message = (f"gateway not started: cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+                       "set gateway.port or `twolane serve --port N`")  # fmt: skip
+            log.warning(message)
+            owner.bus.publish(events.LOG, {"level": "warning", "message": message})
+            await self._runner.cleanup()
+            self._runner = None
+            return
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{host}:{port}"
+        owner.gateway_url = self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared upstream HTTP session (pooled connections), made on first use."""
+        if self._session is None or self._session.closed:
+            # No session-wide timeouts: the runners apply the per-attempt and idle limits.
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None),
+                connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            )
+        return self._session
+
+    # ---- hooks -----------------------------------------------------------------------
+
+    def note_started(self, job: Job) -> None:
+        """A local job started: model-affinity bookkeeping, recorded in its meta."""
+        if job.lane is not Lane.LOCAL:
+            return
+        if self.affinity.started(job, self.owner.scheduler.queued(Lane.LOCAL)):
+            job.meta["affinity"] = "reused the loaded model"
+        job.meta["reloads_avoided"] = self.affinity.reloads_avoided
+
+    async def _watch_jobs(self) -> None:
+        """Affinity for local jobs the gateway did not start (shell jobs with --model),
+        and recent run times for Retry-After."""
+        with self.owner.bus.subscribe({events.JOB}) as sub:
+            async for event in sub:
+                data = event.data
+                lane = Lane(data.get("lane", "local"))
+                if data.get("state") == JobState.RUNNING and lane is Lane.LOCAL:
+                    job = self.owner.scheduler._live(data["id"])  # noqa: SLF001
+                    if job is not None:
+                        self.note_started(job)
+                elif data.get("state") == JobState.SUCCEEDED and data.get("started_at"):
+                    took = max(0.0, data["finished_at"] - data["started_at"])
+                    self._durations[lane] = 0.8 * self._durations[lane] + 0.2 * took
+
+    def retry_after(self, lane: Lane, waiting: int) -> int:
+        from console.api.gateway.server import retry_after
+
+        cap = 1 if lane is Lane.LOCAL else self.owner.scheduler.concurrency
+        return retry_after(self._durations[lane], waiting, cap)
+
+    def origin_allowed(self, origin: str) -> bool:
+        from console.api.gateway.server import origin_matches
+
+        return origin_matches(origin, self.cors_origins)
+
+    def cors_origin(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is not None and self.origin_allowed(origin)
+
+    # ---- pulls -----------------------------------------------------------------------
+
+    def check_pullable(self, model: str) -> Upstream:
+        upstream = route(self.upstreams, model)
+        if upstream is None:
+            raise UserError(f"no upstream serves '{model}'; add it to an [[upstreams]] models list")
+        if upstream.kind != "ollama":
+            raise UserError(f"'{model}' is served by '{upstream.name}' ({upstream.kind}); only Ollama upstreams pull models")
+        return upstream
+
+    def pull_job(self, model: str, priority: int = 0, *, insecure: bool = False,
+                 client: str | None = None) -> Job:  # fmt: skip
+        extra: dict[str, Any] = {"model": model}
+        if insecure:
+            extra["insecure"] = True
+        meta: dict[str, Any] = {"model": model, "progress": 0.0}
+        if client:
+            meta["client"] = client
+        return jobs.new_job([], lane=Lane.LOCAL, kind="pull", name=f"pull {model}", priority=priority,
+                            extra=extra, meta=meta, now=self.owner.scheduler.clock.now())  # fmt: skip
+
+    async def _check_job(self, job: Job) -> None:
+        """Pull jobs from the control API (``twolane pull``) must name a pullable model."""
+        if job.kind != "pull":
+            return
+        model = job.spec.extra.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise UserError("a pull job needs extra.model, e.g. `twolane pull llama3.2:1b`")
+        self.check_pullable(model)
+        if job.lane is not Lane.LOCAL:
+            raise UserError("pulls run in the local lane; drop --lane remote")
+        job.meta.setdefault("model", model)
+        job.meta.setdefault("progress", 0.0)
+
+
+def gateway_extension(config: Config) -> Gateway:
+    """The gateway as an owner extension (see ``console.owner.default_extensions``)."""
+    return Gateway(config)

@@ -1,0 +1,193 @@
+"""One gateway request (chat, completion, embed) as a job runner: it calls the upstream
+model server and hands the answer to the waiting HTTP handler through a queue.
+
+The runner is in-process and in-memory (``scheduler.submit(job, runner=...)``). Its
+upstream call lives inside ``run``: cancelling the job closes the upstream connection
+before ``run`` re-raises, so the lane is free only once the upstream call is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from console.core.models import Job, JobState
+from console.core.runners.base import Outcome, RunContext
+from console.core.upstreams import Upstream
+
+# Statuses worth another attempt: the server or something between us was in trouble.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_TAIL = 8192  # bytes of a stream kept to read its final usage record
+
+
+def upstream_headers(upstream: Upstream) -> dict[str, str]:
+    """Headers for a call to ``upstream``: JSON, plus its bearer key when configured."""
+    headers = {"Content-Type": "application/json"}
+    if upstream.api_key_env:
+        key = os.environ.get(upstream.api_key_env, "")
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or timed out (after retries)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Call:
+    """What to send upstream and how patiently."""
+
+    url: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    stream: bool
+    timeout: float = 600.0
+    idle_timeout: float = 60.0
+    retries: int = 1
+    backoff: float = 0.5
+
+
+@dataclass
+class Head:
+    status: int
+    content_type: str
+
+
+@dataclass
+class Reply:
+    """What the runner hands the HTTP handler, in order: one ``Head``, bytes chunks, then
+    ``None`` at the end, or an ``UpstreamError`` instead of any of them."""
+
+    queue: asyncio.Queue[Head | bytes | UpstreamError | None] = field(
+        default_factory=lambda: asyncio.Queue(256)
+    )
+
+
+class UpstreamRunner:
+    """Runs one request against its upstream; see the module docstring."""
+
+    def __init__(self, session: aiohttp.ClientSession, call: Call, reply: Reply,
+                 on_start: Callable[[Job], None] | None = None) -> None:  # fmt: skip
+        self.session = session
+        self.call = call
+        self.reply = reply
+        self.on_start = on_start
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        if self.on_start is not None:
+            self.on_start(job)
+        call = self.call
+        started = time.monotonic()
+        facts: dict[str, Any] = {"upstream_attempts": 0}
+        delay = call.backoff
+        for attempt in range(call.retries + 1):
+            facts["upstream_attempts"] = attempt + 1
+            try:
+                async with asyncio.timeout(call.timeout):
+                    return await self._attempt(facts, started)
+            except _Retryable as exc:
+                error = UpstreamError(exc.status, str(exc))
+            except TimeoutError:
+                error = UpstreamError(504, f"the upstream did not finish within {call.timeout:g}s")
+            except aiohttp.ClientError as exc:
+                error = UpstreamError(502, f"the upstream failed: {exc or type(exc).__name__}")
+            if facts.get("bytes_out"):
+                break  # part of the answer is with the client: another attempt would repeat it
+            if attempt < call.retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        await self.reply.queue.put(error)
+        facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        facts["upstream_status"] = error.status
+        return Outcome(JobState.FAILED, error=str(error), meta=facts)
+
+    async def _attempt(self, facts: dict[str, Any], started: float) -> Outcome:
+        call = self.call
+        resp = await self.session.post(call.url, json=call.body, headers=call.headers)
+        try:
+            facts["ttfb_ms"] = round((time.monotonic() - started) * 1000, 1)
+            if resp.status in RETRYABLE_STATUSES:
+                text = (await resp.read())[:300].decode(errors="replace")
+                raise _Retryable(resp.status, f"the upstream answered {resp.status}: {text}")
+            head = Head(resp.status, resp.headers.get("Content-Type", "application/json"))
+            tail = b""
+            sent = 0
+            while True:
+                async with asyncio.timeout(call.idle_timeout if call.stream else None):
+                    chunk = await resp.content.readany()
+                if not chunk:
+                    break
+                if head is not None:
+                    await self.reply.queue.put(head)
+                    head = None
+                await self.reply.queue.put(chunk)
+                sent += len(chunk)
+                facts["bytes_out"] = sent
+                tail = (tail + chunk)[-_TAIL:]
+            if head is not None:
+                await self.reply.queue.put(head)
+            await self.reply.queue.put(None)
+        except TimeoutError:  # only the idle timeout is raised in here
+            resp.close()
+            raise _Retryable(504, f"the stream produced nothing for {call.idle_timeout:g}s") from None
+        except BaseException:
+            resp.close()  # abort: the upstream sees the connection go away now
+            raise
+        resp.release()
+        facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+        facts["upstream_status"] = resp.status
+        facts.update(usage_from(tail))
+        if resp.status >= 400:
+            message = tail[:300].decode(errors="replace").strip()
+            return Outcome(JobState.FAILED, error=f"the upstream answered {resp.status}: {message}",
+                           meta=facts)  # fmt: skip
+        return Outcome(JobState.SUCCEEDED, exit_code=0, meta=facts)
+
+
+class _Retryable(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def usage_from(tail: bytes) -> dict[str, int]:
+    """Token counts from the end of an answer, whichever API shape it has: OpenAI's
+    ``usage`` object or Ollama's ``prompt_eval_count`` / ``eval_count``."""
+    for line in reversed(tail.splitlines()):
+        line = line.strip()
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+        if not line.startswith(b"{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            return {
+                k: v for k in ("prompt_tokens", "completion_tokens")
+                if isinstance(v := usage.get(k), int)
+            }  # fmt: skip
+        if "eval_count" in obj or "prompt_eval_count" in obj:
+            out = {}
+            if isinstance(obj.get("prompt_eval_count"), int):
+                out["prompt_tokens"] = obj["prompt_eval_count"]
+            if isinstance(obj.get("eval_count"), int):
+                out["completion_tokens"] = obj["eval_count"]
+            return out
+    return {}
