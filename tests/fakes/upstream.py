@@ -22,7 +22,9 @@ runs it on its own event loop in a thread.
 ``kind="ollama"`` serves ``/api/*`` and Ollama's OpenAI-compatible ``/v1/*`` (as Ollama
 does); ``kind="openai"`` serves only ``/v1/*``. Counters: ``requests`` (inference and pull
 requests seen), ``active`` (in flight now), ``max_active`` (peak), ``aborted`` (ended because
-the client went away), ``calls`` (list of ``(path, json body)``), ``models`` (what it serves).
+the client went away), ``calls`` (list of ``(path, json body)``), ``headers`` (the last
+request's headers), ``models`` (what it serves). Set ``peers = [other_fake]`` and
+``overlaps`` counts requests that started while a peer had one in flight (lane mixing).
 An unknown model answers 404 the way the real server does. Knobs may change at any time.
 """
 
@@ -61,6 +63,9 @@ class FakeUpstream:
         self.max_active = 0
         self.aborted = 0
         self.calls: list[tuple[str, Any]] = []
+        self.headers: dict[str, str] = {}
+        self.peers: list[FakeUpstream] = []
+        self.overlaps = 0
         self.url = ""
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -121,7 +126,10 @@ class FakeUpstream:
         except ValueError:
             body = None
         self.requests += 1
+        if any(p.active for p in self.peers):
+            self.overlaps += 1
         self.active += 1
+        self.headers = dict(request.headers)
         self.max_active = max(self.max_active, self.active)
         self.calls.append((request.path, body))
         try:
