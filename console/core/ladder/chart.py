@@ -43,7 +43,8 @@ def text_chart(series: Sequence[Series], *, limit: tuple[str, float] | None = No
             grid[row_of(v)][xs.index(c) * spacing + spacing // 2] = s.marker
     lines = []
     for r, cells in enumerate(grid):
-        value = top * (height - 1 - r) / (height - 1)
+        # The SLO row is labelled with the limit itself, not the row's rounded value.
+        value = limit[1] if limit and r == limit_row else top * (height - 1 - r) / (height - 1)
         label = f"{value:.3f}s" if r in (0, height // 2, limit_row) else ""
         lines.append(f"{label:>{label_w}} ┤{''.join(cells)}" if label else f"{'':>{label_w}} │{''.join(cells)}")
     axis = "".join(("┴" if i % spacing == spacing // 2 else "─") for i in range(width))

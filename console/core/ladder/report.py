@@ -116,13 +116,16 @@ def charts(summary: dict[str, Any]) -> tuple[str, str]:
 
 
 def _fmt(value: Any, unit: str = "") -> str:
+    """A reading for humans: seconds to the millisecond, SLO values in their unit."""
     if value is None:
         return "-"
     if unit == "fraction":
         return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:.3f}{'' if unit in ('', 'x baseline') else ' ' + unit}" + ("x" if unit == "x baseline" else "")
-    return f"{value}{' ' + unit if unit else ''}"
+    if unit == "x baseline":
+        return f"{value:.3f}x"
+    if unit:
+        return f"{value:.3f} {unit}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def render_markdown(summary: dict[str, Any], chart_text: str) -> str:
@@ -165,7 +168,8 @@ def render_markdown(summary: dict[str, Any], chart_text: str) -> str:
     for s in summary["steps"]:
         cells = [s["concurrency"], s["requests"], f"{s['error_rate']:.1%}",
                  *(_fmt(s[k]) for k in ("ttft_p50", "ttft_p95", "e2e_p50", "e2e_p95", "e2e_p99")),
-                 _fmt(s["tokens_per_s"]), _fmt(s["requests_per_s"]),
+                 "-" if s["tokens_per_s"] is None else f"{s['tokens_per_s']:.1f}",
+                 "-" if s["requests_per_s"] is None else f"{s['requests_per_s']:.2f}",
                  "-" if s.get("server_rss_peak_mb") is None else f"{s['server_rss_peak_mb']:.0f}",
                  "-" if s.get("swap_delta_mb") is None else f"{s['swap_delta_mb']:+.0f}",
                  "-" if s.get("load_peak") is None else f"{s['load_peak']:.2f}"]  # fmt: skip
