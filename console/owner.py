@@ -41,6 +41,9 @@ def default_extensions(config: Config) -> list[Extension]:
 
     exts: list[Extension] = []
     exts.append(gateway_extension(config))  # LLM gateway + pull runner (issue 5)
+    from console.core.signals.extension import SignalsExtension
+
+    exts.append(SignalsExtension(config))  # sampler, gates, footprints, rules (issue 4)
     return exts
 
 

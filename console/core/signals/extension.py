@@ -1,0 +1,298 @@
+"""The signals extension: runs the sampler in the owner, gates local jobs, predicts
+declared models' footprints, and turns samples into rule violations.
+
+It sets ``owner.sampler`` (``history(seconds)``, ``latest()``), ``owner.signals`` (this
+object: ``observe_latency`` for the gateway and the ladder), ``owner.scheduler.gate``,
+adds a job hook that predicts a declared model's footprint at submission, and adds the
+control routes ``GET /signals/history``, ``GET /gates`` and ``POST /signals/latency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from console.core import events, rules
+from console.core.errors import UserError
+from console.core.models import Job, JobState, Lane
+from console.core.signals import gates, models
+from console.core.signals.predict import DEFAULT_CTX, MB, Fit, Prediction, fits, predict
+from console.core.signals.sampler import Sampler
+from console.core.signals.sources import Source, SystemSource
+
+log = logging.getLogger(__name__)
+
+GB = gates.GB
+# A prediction that failed (Ollama not running yet) is retried after this many seconds.
+ERROR_TTL = 30.0
+# A gate reading older than this many intervals is taken again before deciding.
+STALE_INTERVALS = 5
+
+
+def model_dirs(cfg: Any) -> list[str]:
+    return [str(Path(d).expanduser()) for d in cfg.get("signals.model_dirs")]
+
+
+def ollama_url(cfg: Any) -> str:
+    """``signals.ollama_url``, or ``OLLAMA_HOST`` when the key is left at its default."""
+    if cfg.source("signals.ollama_url") == "default" and os.environ.get("OLLAMA_HOST"):
+        return os.environ["OLLAMA_HOST"]
+    return str(cfg.get("signals.ollama_url"))
+
+
+def job_model(job: Job) -> tuple[str, int, int, str] | None:
+    """(model, ctx, parallel, kv type) a job declares in ``spec.extra``, if any."""
+    extra = job.spec.extra
+    model = extra.get("model")
+    if not model or job.kind == "pull":  # a pull writes the model; it does not load it
+        return None
+    return (str(model), int(extra.get("ctx") or DEFAULT_CTX), int(extra.get("parallel") or 1),
+            str(extra.get("kv_type") or "f16"))  # fmt: skip
+
+
+def job_disk_need(job: Job, cfg: Any, th: gates.Thresholds) -> dict[str, float]:
+    """A pull job that knows its model's size needs that much plus the margin on the
+    model dirs (``spec.extra["size_bytes"]``, or ``meta["size_bytes"]``)."""
+    size = job.spec.extra.get("size_bytes") or job.meta.get("size_bytes")
+    if not size:
+        return {}
+    return {d: float(size) + th.min_free_disk_gb * GB for d in model_dirs(cfg)}
+
+
+class Predictor:
+    """Footprint predictions, cached per (model, ctx, parallel, kv type)."""
+
+    def __init__(self, cfg: Any, clock: Any) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self._cache: dict[tuple[str, int, int, str], tuple[Prediction | None, str | None, float]] = {}
+
+    def predict_sync(self, model: str, ctx: int, parallel: int, kv_type: str) -> Prediction:
+        shape, source = models.resolve(model, ollama_url(self.cfg))
+        return predict(shape, model=model, source=source, ctx=ctx, parallel=parallel,
+                       kv_type=kv_type,
+                       overhead_bytes=int(self.cfg.get("signals.runtime_overhead_mb") * MB))  # fmt: skip
+
+    async def get(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None]:
+        key = (model, ctx, parallel, kv_type)
+        hit = self._cache.get(key)
+        if hit and (hit[0] is not None or self.clock.monotonic() - hit[2] < ERROR_TTL):
+            return hit[0], hit[1]
+        try:
+            pred, err = await asyncio.to_thread(self.predict_sync, *key), None
+        except UserError as exc:
+            pred, err = None, str(exc)
+        self._cache[key] = (pred, err, self.clock.monotonic())
+        return pred, err
+
+
+class SignalsExtension:
+    def __init__(self, config: Any, source: Source | None = None) -> None:
+        self.config = config
+        self.source = source
+        self.thresholds = gates.Thresholds.from_config(config)
+        self.limits = rules.RuleLimits.from_config(config)
+        self.rules = rules.Rules(self.thresholds, self.limits)
+        self.owner: Any = None
+        self.sampler: Sampler
+        self.predictor: Predictor
+        self._watch: asyncio.Task[None] | None = None
+        self._forced_seen: set[tuple[str, int]] = set()
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    async def start(self, owner: Any) -> None:
+        self.owner = owner
+        cfg = self.config
+        source = self.source or await asyncio.to_thread(
+            SystemSource, [str(owner.home), *model_dirs(cfg)],
+            self.thresholds.heavy_process_patterns, cfg.get("signals.top_processes"),
+        )  # fmt: skip
+        self.sampler = Sampler(
+            source, self.thresholds, interval=cfg.get("signals.interval"),
+            history_seconds=cfg.get("signals.history_seconds"), clock=owner.clock,
+            bus=owner.bus, exclude_pgids=self._job_pgids,
+        )  # fmt: skip
+        self.predictor = Predictor(cfg, owner.clock)
+        self.sampler.add_listener(self._on_sample)
+        owner.sampler = self.sampler
+        owner.signals = self
+        owner.scheduler.gate = self.gate
+        owner.job_hooks.append(self.prepare_job)
+        owner.extra_routes.extend(_routes(self))
+        await self.sampler.sample_once()  # gates have a reading before the first job starts
+        self.sampler.start()
+        sub = owner.bus.subscribe({events.JOB})
+        self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if hasattr(self, "sampler"):
+            await self.sampler.stop()
+
+    # ---- gates --------------------------------------------------------------------------
+
+    def _job_pgids(self) -> list[int]:
+        if self.owner is None or not hasattr(self.owner, "scheduler"):
+            return []
+        return [j.pid for j in self.owner.scheduler.running() if j.pid]
+
+    async def _fresh_sample(self) -> dict[str, Any]:
+        latest = self.sampler.latest()
+        age_limit = STALE_INTERVALS * self.sampler.interval
+        if latest is None or self.owner.clock.now() - latest["at"] > age_limit:
+            latest = await self.sampler.sample_once()
+        return latest
+
+    async def evaluate(self, job: Job | None) -> list[gates.GateResult]:
+        """Every gate's verdict for ``job`` (or for the machine alone) right now."""
+        sample = await self._fresh_sample()
+        declared = job_model(job) if job is not None else None
+        fit: Fit | None = None
+        error = None
+        if declared is not None:
+            pred, error = await self.predictor.get(*declared)
+            if pred is not None:
+                fit = fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
+        return gates.evaluate(
+            sample, self.sampler.history(gates.SWAP_GROWTH_WINDOW), self.thresholds,
+            disk_need=job_disk_need(job, self.config, self.thresholds) if job else None,
+            model=declared[0] if declared else None, fit=fit, model_error=error,
+            exclude_pgids=self._job_pgids(),
+        )  # fmt: skip
+
+    async def gate(self, job: Job) -> str | None:
+        """The scheduler's gate: None when ``job`` may start, else the held reason."""
+        return gates.held_reason(await self.evaluate(job))
+
+    async def gates_report(self) -> dict[str, Any]:
+        """``GET /gates``: verdicts for the next local job (or the machine alone)."""
+        queued = self.owner.scheduler.queued(Lane.LOCAL)
+        job = queued[0] if queued else None
+        results = await self.evaluate(job)
+        latest = self.sampler.latest()
+        return {
+            "ok": all(r.ok for r in results),
+            "job": job.id if job else None,
+            "held": self.owner.scheduler.status()["local"]["held"],
+            "sample_at": latest["at"] if latest else None,
+            "gates": [r.to_dict() for r in results],
+        }
+
+    # ---- prediction at submission -------------------------------------------------------
+
+    async def prepare_job(self, job: Job) -> None:
+        """Check a declared model's options and attach its predicted footprint."""
+        declared = _check_declared(job)
+        if declared is None:
+            return
+        pred, error = await self.predictor.get(*declared)
+        if pred is None and models.looks_like_path(declared[0]):
+            raise UserError(error or f"cannot read {declared[0]}")
+        if pred is not None:
+            job.meta["footprint"] = pred.to_dict()
+        else:
+            job.meta["footprint_error"] = error
+
+    # ---- rules --------------------------------------------------------------------------
+
+    async def _on_sample(self, sample: dict[str, Any]) -> None:
+        sched = self.owner.scheduler
+        for violation in self.rules.observe(sample, sched.running(), sched.cross_mix):
+            await sched.record_violation(violation)
+
+    async def _watch_jobs(self, sub: Any) -> None:
+        with sub:
+            while True:
+                data = (await sub.get()).data
+                if not (data.get("force") and data.get("lane") == "local"
+                        and data.get("state") == JobState.RUNNING.value):  # fmt: skip
+                    continue
+                key = (data["id"], int(data.get("attempts") or 0))
+                if key in self._forced_seen:
+                    continue  # progress updates re-publish a running job
+                self._forced_seen.add(key)
+                try:
+                    job = Job.from_dict(data)
+                    results = await self.evaluate(job)
+                    await self.owner.scheduler.record_violation(
+                        rules.gate_forced(job, results, self.owner.clock.now())
+                    )
+                except Exception:
+                    log.exception("recording a forced gate failed")
+
+    async def observe_latency(self, p95_ms: float, baseline_ms: float, job_ids: list[str],
+                              source: str = "") -> dict[str, Any] | None:
+        """Feed a p95 latency measurement (gateway, ladder); records a violation if slow."""
+        v = rules.latency(p95_ms, baseline_ms, self.limits.latency_factor, job_ids,
+                          self.owner.clock.now(), source)  # fmt: skip
+        if v is None:
+            return None
+        return (await self.owner.scheduler.record_violation(v)).to_dict()
+
+
+def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
+    from console.core.signals.predict import check_ctx, check_kv_type
+
+    extra = job.spec.extra
+    if not extra.get("model") or job.kind == "pull":
+        return None
+    if not isinstance(extra["model"], str):
+        raise UserError("model must be a GGUF path or an Ollama model name")
+    for name in ("ctx", "parallel"):
+        if extra.get(name) is not None:
+            check_ctx(extra[name], name)
+    if extra.get("kv_type") is not None:
+        check_kv_type(extra["kv_type"])
+    return job_model(job)
+
+
+def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
+    from aiohttp import web
+
+    def _json(data: Any, status: int = 200) -> web.Response:
+        return web.json_response(data, status=status)
+
+    async def history(request: web.Request) -> web.Response:
+        try:
+            seconds = float(request.query.get("seconds", "600"))
+        except ValueError:
+            raise UserError("seconds must be a number") from None
+        return _json(ext.sampler.history(seconds))
+
+    async def gates_route(request: web.Request) -> web.Response:
+        return _json(await ext.gates_report())
+
+    async def latency_route(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            p95, base = float(body["p95_ms"]), float(body["baseline_ms"])
+            job_ids = [str(j) for j in body.get("job_ids") or []]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError("send JSON {\"p95_ms\": N, \"baseline_ms\": N, \"job_ids\": [...]}") from None
+        found = await ext.observe_latency(p95, base, job_ids, str(body.get("source") or ""))
+        return _json({"violation": found}, status=201 if found else 200)
+
+    return [("GET", "/signals/history", history), ("GET", "/gates", gates_route),
+            ("POST", "/signals/latency", latency_route)]  # fmt: skip
+
+
+def local_report(cfg: Any, home: Path) -> dict[str, Any]:
+    """Gate verdicts with no owner running: one reading of this machine, no job."""
+    th = gates.Thresholds.from_config(cfg)
+    source = SystemSource([str(home), *model_dirs(cfg)], th.heavy_process_patterns,
+                          cfg.get("signals.top_processes"))  # fmt: skip
+    sampler = Sampler(source, th)
+    reading = source.read()
+    sample = sampler.build(reading)
+    results = gates.evaluate(sample, [], th)
+    return {"ok": all(r.ok for r in results), "job": None, "held": None,
+            "sample_at": sample["at"], "gates": [r.to_dict() for r in results]}  # fmt: skip
