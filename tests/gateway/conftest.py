@@ -76,3 +76,13 @@ async def gateway(make_gateway: GatewayFactory, fake: FakeUpstream) -> Any:
 async def http(gateway: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway.gateway_url, timeout=20) as client:
         yield client
+
+
+async def settled(owner: Any) -> list[Any]:
+    """All jobs, once none is queued or running (an answer can reach the client a moment
+    before its job's final state is written)."""
+    from tests.helpers import until
+
+    await until(lambda: not owner.scheduler.running() and not owner.scheduler.queued(),
+                what="jobs settled")  # fmt: skip
+    return await owner.store.list_jobs()

@@ -10,7 +10,7 @@ import pytest
 
 from console.core.models import JobState, Lane
 from tests.fakes.upstream import FakeUpstream
-from tests.gateway.conftest import local
+from tests.gateway.conftest import local, settled
 
 MSG = [{"role": "user", "content": "a secret prompt 7f3a"}]
 
@@ -28,7 +28,7 @@ async def test_openai_chat_whole_and_streaming(gateway: Any, fake: FakeUpstream)
     parts = [c.choices[0].delta.content async for c in stream if c.choices]
     assert "".join(p or "" for p in parts) == "Hello, world!"
     assert [path for path, _ in fake.calls] == ["/v1/chat/completions"] * 2
-    jobs = await gateway.store.list_jobs()
+    jobs = await settled(gateway)
     assert [(j.kind, j.state, j.lane) for j in jobs] == [("chat", JobState.SUCCEEDED, Lane.LOCAL)] * 2
     meta = jobs[0].meta
     assert meta["model"] == "llama3.2:1b" and meta["client"].startswith("127.0.0.1:")
@@ -44,7 +44,7 @@ async def test_openai_completions_embeddings_and_models(gateway: Any, fake: Fake
     assert len(emb.data) == 2 and emb.data[0].embedding == [0.1, 0.2, 0.3]
     models = [m.id async for m in client.models.list()]
     assert models == fake.models
-    kinds = sorted(j.kind for j in await gateway.store.list_jobs())
+    kinds = sorted(j.kind for j in await settled(gateway))
     assert kinds == ["completion", "embed"]
 
 
@@ -60,7 +60,7 @@ async def test_ollama_client_chat_generate_embed_stream_and_not(gateway: Any, fa
     assert emb.embeddings == [[0.1, 0.2, 0.3]]
     assert [m.model for m in (await client.list()).models] == fake.models
     assert (await client.ps()).models == []
-    jobs = await gateway.store.list_jobs()
+    jobs = await settled(gateway)
     assert sorted(j.kind for j in jobs) == ["chat", "chat", "completion", "embed"]
     assert all(j.meta["api"] == "ollama" for j in jobs)
 
@@ -68,12 +68,12 @@ async def test_ollama_client_chat_generate_embed_stream_and_not(gateway: Any, fa
 async def test_prompts_are_not_stored_unless_asked(make_gateway: Any, fake: FakeUpstream, home) -> None:  # type: ignore[no-untyped-def]
     own = await make_gateway([local(fake)])
     await _oa(own).chat.completions.create(model="llama3.2:1b", messages=MSG)
-    [job] = await own.store.list_jobs()
+    [job] = await settled(own)
     assert "7f3a" not in str(job.to_dict())
     await own.stop()
     own = await make_gateway([local(fake)], **{"gateway.store_prompts": True})
     await _oa(own).chat.completions.create(model="llama3.2:1b", messages=MSG)
-    stored = [j for j in await own.store.list_jobs() if "body" in j.spec.extra]
+    stored = [j for j in await settled(own) if "body" in j.spec.extra]
     assert stored and stored[0].spec.extra["body"]["messages"] == MSG
 
 
@@ -83,7 +83,7 @@ async def test_ollama_pull_streams_progress_and_is_a_local_pull_job(gateway: Any
     assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
     whole = await client.pull("tinyllama:2", stream=False)
     assert whole.status == "success"
-    jobs = [j for j in await gateway.store.list_jobs() if j.kind == "pull"]
+    jobs = [j for j in await settled(gateway) if j.kind == "pull"]
     assert [j.state for j in jobs] == [JobState.SUCCEEDED] * 2
     assert jobs[0].lane is Lane.LOCAL
     assert jobs[0].meta["progress"] == 1.0 and jobs[0].meta["total"] == fake.pull_total
@@ -98,7 +98,7 @@ async def test_openai_upstream_in_the_remote_lane_gets_its_key(make_gateway: Any
     assert reply.choices[0].message.content == "Hello, world!"
     assert fake_openai.headers["Authorization"] == "Bearer sk-test-123"
     assert "priority" not in fake_openai.calls[0][1]  # extensions never reach a stock server
-    [job] = await own.store.list_jobs()
+    [job] = await settled(own)
     assert job.lane is Lane.REMOTE and job.priority == 3
     with pytest.raises(ollama.ResponseError) as err:
         await ollama.AsyncClient(host=own.gateway_url).chat(model="gpt-fake", messages=MSG)

@@ -251,9 +251,12 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
     await scheduler.submit(job, runner=runner)
     watcher = asyncio.create_task(_end_marker(scheduler, job.id, reply))
     response: web.StreamResponse | None = None
+    job_header = {"X-Twolane-Job": job.id}
+    answered = False  # the runner delivered its last word: nothing left to cancel
     try:
         while True:
             item = await reply.queue.get()
+            answered = item is None or isinstance(item, UpstreamError | Job)
             if isinstance(item, Head):
                 response = web.StreamResponse(status=item.status, headers={
                     "Content-Type": item.content_type, "X-Twolane-Job": job.id})  # fmt: skip
@@ -265,12 +268,12 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
                     await response.write(item)
             elif item is None:
                 if response is None:
-                    raise GatewayError(502, "the upstream sent an empty answer")
+                    raise GatewayError(502, "the upstream sent an empty answer", headers=job_header)
                 await response.write_eof()
                 return response
             elif isinstance(item, UpstreamError):
                 if response is None:
-                    raise GatewayError(item.status, str(item))
+                    raise GatewayError(item.status, str(item), headers=job_header)
                 return response  # mid-stream: the client sees the stream end early
             else:  # the job ended without an answer: cancelled, or the owner is stopping
                 ended: Job = item
@@ -278,10 +281,10 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
                     return response
                 why = "cancelled" if ended.state is JobState.CANCELLED else (ended.error or str(ended.state))
                 raise GatewayError(503, f"job {ended.id} ended before answering: {why}",
-                                   headers={"Retry-After": "1"})  # fmt: skip
+                                   headers={"Retry-After": "1", **job_header})  # fmt: skip
     finally:
         watcher.cancel()
-        if not job.finished:
+        if not answered and not job.finished:
             # The client went away (or we are failing): its job must not keep a lane busy.
             with contextlib.suppress(Exception):
                 await asyncio.shield(scheduler.cancel(job.id, "client disconnected"))

@@ -1,0 +1,207 @@
+"""Queue behaviour through the gateway: one at a time locally, lanes never mix, priority,
+disconnects, timeouts, retries, back-pressure, model affinity, the context policy."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from console.core.models import JobState, Lane
+from tests.fakes.upstream import FakeUpstream
+from tests.gateway.conftest import local, settled
+from tests.helpers import until
+
+
+def chat(model: str = "llama3.2:1b", text: str = "hi", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], "stream": False, **extra}
+
+
+def remote(fake: FakeUpstream) -> dict[str, Any]:
+    return {"name": "cloud", "kind": "openai", "base_url": fake.url, "lane": "remote", "models": ["gpt-*"]}
+
+
+async def test_sixteen_clients_the_local_upstream_never_sees_two(gateway: Any, fake: FakeUpstream) -> None:
+    fake.delay = 0.01
+    fake.token_delay = 0.002
+    client = openai.AsyncOpenAI(base_url=gateway.gateway_url + "/v1", api_key="x", max_retries=0)
+
+    async def one(i: int) -> str:
+        if i % 2:
+            stream = await client.chat.completions.create(
+                model="llama3.2:1b", messages=[{"role": "user", "content": str(i)}], stream=True)
+            return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        reply = await client.chat.completions.create(
+            model="llama3.2:1b", messages=[{"role": "user", "content": str(i)}])
+        return reply.choices[0].message.content or ""
+
+    answers = await asyncio.gather(*(one(i) for i in range(16)))
+    assert answers == ["Hello, world!"] * 16
+    assert fake.requests == 16 and fake.max_active == 1
+
+
+async def test_local_and_remote_never_mix_and_remote_is_bounded(make_gateway: Any, fake: FakeUpstream,
+                                                                fake_openai: FakeUpstream) -> None:  # fmt: skip
+    fake_openai.models.append("gpt-4")
+    fake.delay = fake_openai.delay = 0.02
+    fake.peers, fake_openai.peers = [fake_openai], [fake]
+    own = await make_gateway([remote(fake_openai), local(fake)], **{"lanes.remote.concurrency": 3})
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=30) as http:
+        bodies = [chat("gpt-4" if i % 2 else "llama3.2:1b", str(i)) for i in range(24)]
+        replies = await asyncio.gather(*(http.post("/v1/chat/completions", json=b) for b in bodies))
+    assert [r.status_code for r in replies] == [200] * 24
+    assert fake.max_active == 1 and 1 < fake_openai.max_active <= 3
+    assert fake.overlaps == 0 and fake_openai.overlaps == 0
+
+
+async def test_priority_goes_ahead_of_waiting_requests(gateway: Any, http: httpx.AsyncClient,
+                                                       fake: FakeUpstream) -> None:  # fmt: skip
+    await gateway.scheduler.pause([Lane.LOCAL])
+    tasks = []
+    for text, prio, header in [("low1", None, None), ("low2", None, None), ("body", True, None),
+                               ("header", None, "5")]:  # fmt: skip
+        body = chat(text=text, **({"priority": prio} if prio is not None else {}))
+        headers = {"X-Twolane-Priority": header} if header else {}
+        tasks.append(asyncio.create_task(http.post("/api/chat", json=body, headers=headers)))
+        await until(lambda n=len(tasks): len(gateway.scheduler.queued(Lane.LOCAL)) == n)
+    await gateway.scheduler.resume([Lane.LOCAL])
+    assert [r.status_code for r in await asyncio.gather(*tasks)] == [200] * 4
+    order = [body["messages"][0]["content"] for _, body in fake.calls]
+    assert order == ["body", "header", "low1", "low2"]
+
+
+async def test_disconnect_while_running_cancels_and_frees_the_lane(gateway: Any, http: httpx.AsyncClient,
+                                                                   fake: FakeUpstream) -> None:  # fmt: skip
+    fake.hang = True
+    hung = asyncio.create_task(http.post("/api/chat", json=chat(text="stuck")))
+    await until(lambda: fake.active == 1, what="upstream call running")
+    waiting = asyncio.create_task(http.post("/api/chat", json=chat(text="next")))
+    await until(lambda: len(gateway.scheduler.queued(Lane.LOCAL)) == 1)
+    fake.hang = False
+    hung.cancel()  # the client goes away
+    reply = await waiting
+    assert reply.status_code == 200
+    assert fake.aborted == 1 and fake.max_active == 1
+    jobs = {j.meta["client"]: j for j in await settled(gateway)}
+    states = sorted(str(j.state) for j in jobs.values())
+    assert states == ["cancelled", "succeeded"]
+
+
+async def test_disconnect_while_queued_cancels_the_job(gateway: Any, http: httpx.AsyncClient) -> None:
+    await gateway.scheduler.pause([Lane.LOCAL])
+    task = asyncio.create_task(http.post("/api/chat", json=chat()))
+    await until(lambda: len(gateway.scheduler.queued(Lane.LOCAL)) == 1)
+    task.cancel()
+    await until(lambda: not gateway.scheduler.queued(Lane.LOCAL), what="queued job cancelled")
+    [job] = await settled(gateway)
+    assert job.state is JobState.CANCELLED and job.error == "client disconnected"
+
+
+async def test_cancel_from_the_console_answers_the_client(gateway: Any, http: httpx.AsyncClient,
+                                                          fake: FakeUpstream) -> None:  # fmt: skip
+    fake.hang = True
+    task = asyncio.create_task(http.post("/v1/chat/completions", json=chat()))
+    await until(lambda: fake.active == 1)
+    [job] = gateway.scheduler.running()
+    await gateway.scheduler.cancel(job.id)
+    reply = await task
+    assert reply.status_code == 503 and reply.json()["error"]["message"].endswith("cancelled")
+    assert fake.aborted == 1
+
+
+async def test_timeout_aborts_the_upstream_call_and_retries_once(make_gateway: Any, fake: FakeUpstream) -> None:
+    own = await make_gateway([local(fake)], **{"gateway.timeout": 0.3})
+    fake.hang = True
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        reply = await http.post("/v1/chat/completions", json=chat())
+    assert reply.status_code == 504
+    assert reply.json()["error"]["type"] == "server_error"
+    job = await own.scheduler.wait_done(reply.headers["X-Twolane-Job"])
+    await until(lambda: fake.active == 0)
+    assert fake.requests == 2 and fake.aborted == 2  # one retry by default, both aborted
+    assert job.state is JobState.FAILED and job.meta["upstream_attempts"] == 2
+
+
+async def test_stalled_stream_is_aborted_after_the_idle_timeout(make_gateway: Any, fake: FakeUpstream) -> None:
+    own = await make_gateway([local(fake)], **{"gateway.stream_idle_timeout": 0.3})
+    fake.stall_after = 2
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        reply = await http.post("/api/chat", json=chat(stream=True))
+    assert reply.status_code == 200 and reply.text.count("\n") == 2  # the stream ended early
+    job = await own.scheduler.wait_done(reply.headers["X-Twolane-Job"])
+    await until(lambda: fake.active == 0)
+    assert job.state is JobState.FAILED and "produced nothing" in (job.error or "")
+    assert fake.requests == 1  # part of the answer was sent: no retry
+
+
+async def test_server_errors_retry_but_client_errors_do_not(gateway: Any, http: httpx.AsyncClient,
+                                                            fake: FakeUpstream) -> None:  # fmt: skip
+    fake.fail, fake.fail_times = 500, 1
+    reply = await http.post("/api/chat", json=chat())
+    assert reply.status_code == 200 and fake.requests == 2
+    reply = await http.post("/api/chat", json=chat(model="no-such-model"))
+    assert reply.status_code == 404 and reply.json() == {"error": "model 'no-such-model' not found"}
+    assert fake.requests == 3
+    fake.fail, fake.fail_times = 503, None
+    reply = await http.post("/v1/chat/completions", json=chat())
+    assert reply.status_code == 503 and "injected failure" in reply.json()["error"]["message"]
+
+
+async def test_waiting_cap_answers_503_with_retry_after(make_gateway: Any, fake: FakeUpstream) -> None:
+    own = await make_gateway([local(fake)], **{"gateway.max_waiting": 2})
+    await own.scheduler.pause([Lane.LOCAL])
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        waiting = [asyncio.create_task(http.post("/api/chat", json=chat())) for _ in range(2)]
+        await until(lambda: len(own.scheduler.queued(Lane.LOCAL)) == 2)
+        refused = await http.post("/v1/chat/completions", json=chat())
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["code"] == "overloaded"
+        refused = await http.post("/api/chat", json=chat())
+        assert refused.status_code == 503 and "gateway.max_waiting" in refused.json()["error"]
+        await own.scheduler.resume([Lane.LOCAL])
+        assert [r.status_code for r in await asyncio.gather(*waiting)] == [200, 200]
+
+
+async def test_model_affinity_reuses_the_loaded_model(gateway: Any, http: httpx.AsyncClient,
+                                                      fake: FakeUpstream) -> None:  # fmt: skip
+    assert (await http.post("/api/chat", json=chat("llama3.2:1b"))).status_code == 200
+    await gateway.scheduler.pause([Lane.LOCAL])
+    tasks = []
+    for model in ["qwen2.5:0.5b", "llama3.2:1b", "qwen2.5:0.5b", "llama3.2:1b"]:
+        tasks.append(asyncio.create_task(http.post("/api/chat", json=chat(model))))
+        await until(lambda n=len(tasks): len(gateway.scheduler.queued(Lane.LOCAL)) == n)
+    await gateway.scheduler.resume([Lane.LOCAL])
+    await asyncio.gather(*tasks)
+    order = [body["model"] for _, body in fake.calls[1:]]
+    assert order == ["llama3.2:1b", "llama3.2:1b", "qwen2.5:0.5b", "qwen2.5:0.5b"]
+    health = (await http.get("/health")).json()
+    assert health["reloads_avoided"] == 2 and health["loaded_model"] == "qwen2.5:0.5b"
+    jobs = await settled(gateway)
+    assert sum(1 for j in jobs if j.meta.get("affinity")) == 2
+    assert max(j.meta.get("reloads_avoided", 0) for j in jobs) == 2
+
+
+async def test_ollama_gets_identical_context_options(make_gateway: Any, fake: FakeUpstream) -> None:
+    own = await make_gateway([local(fake)], **{"gateway.max_ctx": 8192})
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        for body in [chat(), chat(options={"num_ctx": 2048, "temperature": 0.1}), chat(numCtx=16384),
+                     chat(), chat(num_ctx=1024)]:  # fmt: skip
+            assert (await http.post("/api/chat", json=body)).status_code == 200
+    sent = [(body.get("options") or {}).get("num_ctx") for _, body in fake.calls]
+    assert sent == [None, 2048, 8192, 8192, 8192]
+    assert fake.calls[1][1]["options"]["temperature"] == 0.1
+    assert all("numCtx" not in body and "num_ctx" not in body for _, body in fake.calls)
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+async def test_upstream_down_gives_502_in_the_api_shape(make_gateway: Any, kind: str) -> None:
+    up = {"name": "gone", "kind": kind, "base_url": "http://127.0.0.1:9", "lane": "local", "models": ["*"]}
+    own = await make_gateway([up])
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        reply = await http.post("/v1/chat/completions", json=chat())
+        assert reply.status_code == 502 and reply.json()["error"]["code"] == "upstream_error"
+        tags = await http.get("/api/tags")
+        assert tags.status_code == 200 and tags.json() == {"models": []}
