@@ -97,7 +97,8 @@ def _follow(backend: Any, job_id: str) -> dict[str, Any]:
     shown = ""
     while True:
         job = backend.get(job_id)
-        line = progress_line(job.get("meta") or {}) if job["state"] == "running" else ""
+        # The last picture too: a fast pull may finish between two looks.
+        line = progress_line(job.get("meta") or {}) if job["state"] in ("running", "succeeded") else ""
         if line and line != shown:
             print(line, flush=True)
             shown = line

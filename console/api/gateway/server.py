@@ -89,7 +89,9 @@ async def guard_middleware(request: web.Request, handler: Any) -> web.StreamResp
         # A page in the user's browser must not drive the local model, not even with a
         # "simple" request the browser sends without asking first.
         raise GatewayError(403, f"origin {origin} is not allowed; add it to gateway.cors_origins")
-    if request.method == "OPTIONS" and allowed:
+    if request.method == "OPTIONS":
+        if not allowed:
+            raise GatewayError(403, "CORS preflight refused; add the origin to gateway.cors_origins")
         resp: web.StreamResponse = web.Response(status=204)
     else:
         if gw.api_key and not _authorized(request, gw.api_key):
@@ -487,13 +489,7 @@ def build_app(gw: Gateway) -> web.Application:
     app.router.add_get("/api/tags", ollama_tags)
     app.router.add_get("/api/ps", ollama_ps)
     app.router.add_get("/api/version", ollama_version)
-    app.router.add_route("OPTIONS", "/{tail:.*}", _preflight_refused)
     return app
-
-
-async def _preflight_refused(request: web.Request) -> web.Response:
-    """Reached only when no allowed Origin came with the preflight."""
-    raise GatewayError(403, "CORS preflight refused; add the origin to gateway.cors_origins")
 
 
 def retry_after(average_seconds: float, waiting: int, cap: int) -> int:
