@@ -80,7 +80,13 @@ def _slug(text: str) -> str:
 def build_spec(args: argparse.Namespace) -> Any:
     """The validated plan from the flags and the config (raises UserError / CliError)."""
     from console.core import config
-    from console.core.ladder.plan import LadderSpec, parse_slo, parse_steps, prompts_from_text, validate
+    from console.core.ladder.plan import (
+        LadderSpec,
+        parse_slo,
+        parse_steps,
+        prompts_from_text,
+        validate,
+    )
 
     if not args.url or not args.model:
         raise CliError("give --url and --model, e.g. twolane ladder --url http://127.0.0.1:11434 --model llama3.2:1b")
@@ -148,32 +154,41 @@ def cmd_ladder(args: argparse.Namespace) -> int:
             "cwd": spec.out,
             "extra": {"ladder_out": spec.out},
         })  # fmt: skip
-        if args.detach:
-            print(job["id"])
-            print(f"twolane: ladder job {job['id']} queued; results in {spec.out}", file=sys.stderr)
-            if backend.mode == "direct":
-                print("twolane: no owner is running; it starts when `twolane serve` or `twolane` runs",
-                      file=sys.stderr)  # fmt: skip
-            return 0
-        print(f"twolane: ladder job {job['id']} queued in the local lane; results in {spec.out}",
-              file=sys.stderr)  # fmt: skip
-        return follow(backend, job["id"])
-    finally:
+    except BaseException:
         backend.close()
+        raise
+    if args.detach:
+        backend.close()
+        print(job["id"])
+        print(f"twolane: ladder job {job['id']} queued; results in {spec.out}", file=sys.stderr)
+        if backend.mode == "direct":
+            print("twolane: no owner is running; it starts when `twolane serve` or `twolane` runs",
+                  file=sys.stderr)  # fmt: skip
+        return 0
+    print(f"twolane: ladder job {job['id']} queued in the local lane; results in {spec.out}",
+          file=sys.stderr)  # fmt: skip
+    return follow(backend, job["id"])
 
 
 def follow(backend: Any, job_id: str) -> int:
-    """Print the job's log as it grows until the job ends (like ``logs -f`` + ``wait``).
-    Ctrl-C cancels the ladder: a half-measured load test is not left running unseen."""
+    """Print the job's log as it grows until the job ends (like ``logs -f`` + ``wait``),
+    and say why it waits when a gate holds it. Ctrl-C cancels the ladder: a half-measured
+    load test is not left running unseen. Closes ``backend`` (or the owner client that
+    replaced it)."""
     from console.client import owner_client
 
     offset = 0
     told_no_owner = False
+    held: str | None = None
+    next_check = 0.0
     out = sys.stdout.buffer
     try:
         while True:
             if backend.mode == "direct":
-                backend = owner_client(_home()) or backend  # an owner may have started
+                found = owner_client(_home())  # an owner may have started
+                if found is not None:
+                    backend.close()
+                    backend = found
             if backend.mode == "direct" and not told_no_owner:
                 print("twolane: no owner is running; the ladder waits in the local lane until "
                       "`twolane serve` or `twolane` runs (Ctrl-C cancels it; --now runs it here instead)",
@@ -187,12 +202,25 @@ def follow(backend: Any, job_id: str) -> int:
                 continue
             if state not in ("queued", "running"):
                 break
+            if state == "queued" and time.monotonic() >= next_check:
+                next_check = time.monotonic() + 2.0
+                reason = backend.get(job_id).get("held_reason")
+                if reason and reason != held:
+                    print(f"twolane: the local lane is held: {reason}", file=sys.stderr, flush=True)
+                held = reason
             time.sleep(0.2)
+        job = backend.get(job_id)
     except KeyboardInterrupt:
-        job = backend.cancel(job_id)
+        from console.core.errors import Conflict
+
+        try:
+            job = backend.cancel(job_id)
+        except Conflict:  # it ended on its own in the meantime
+            job = backend.get(job_id)
         print(f"\ntwolane: ladder job {job_id} {job['state']}", file=sys.stderr)
         return EXIT_CANCELLED
-    job = backend.get(job_id)
+    finally:
+        backend.close()
     if job["state"] != "succeeded":
         print(f"twolane: ladder job {job_id} {job['state']}" + (f" ({job['error']})" if job.get("error") else ""),
               file=sys.stderr)  # fmt: skip

@@ -39,9 +39,9 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def twolane(*args: str, timeout: float = 90) -> tuple[int, str, str]:
+async def twolane(*args: str) -> tuple[int, str, str]:
     proc = await spawn(*args)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -157,3 +157,22 @@ async def test_compare_two_runs(fake: FakeUpstream, tmp_path: Path) -> None:
     code, stdout, _ = await twolane("ladder", "compare", str(tmp_path / "before"), str(tmp_path / "after"), "--json")
     data = json.loads(stdout)
     assert [s["concurrency"] for s in data["a"]["steps"]] == [1, 2] == [s["concurrency"] for s in data["b"]["steps"]]
+
+
+async def test_a_held_lane_is_explained_while_following(fake: FakeUpstream, tmp_path: Path, owner) -> None:
+    async def hold(job) -> str:
+        return "load 9.0 is above 4.0"
+
+    owner.scheduler.gate = hold
+    proc = await spawn(*ladder_args(fake.url, tmp_path / "held"))
+    assert proc.stderr is not None
+    seen = ""
+    while "the local lane is held: load 9.0 is above 4.0" not in seen:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, seen
+        seen += line.decode()
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130 and fake.requests == 0
+    (job,) = await owner.store.list_jobs()
+    assert str(job.state) == "cancelled"

@@ -10,7 +10,14 @@ from console.core.errors import UserError
 from console.core.ladder.chart import Series, svg_chart, text_chart
 from console.core.ladder.machine import MB, MachineSample, summarise_samples
 from console.core.ladder.plan import (
-    LadderSpec, Slo, parse_slo, parse_steps, prompt_for, prompts_from_text, requests_for_step, validate,
+    LadderSpec,
+    Slo,
+    parse_slo,
+    parse_steps,
+    prompt_for,
+    prompts_from_text,
+    requests_for_step,
+    validate,
 )  # fmt: skip
 from console.core.ladder.stats import RequestRecord, percentile, summarise_step
 from console.core.ladder.verdict import GB, breaches, p95_ratio, slo_verdicts

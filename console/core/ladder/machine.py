@@ -180,6 +180,25 @@ class StepMonitor:
         return summarise_samples(self.samples, self.start_swap)
 
 
+def cpu_name() -> str:
+    """The CPU's marketing name where the OS tells it, else the architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        with contextlib.suppress(OSError):
+            for line in cpuinfo.read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    if sys.platform == "darwin":
+        import subprocess
+
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                 text=True, timeout=5)  # fmt: skip
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> dict[str, Any]:
     """The host, for the report: OS, CPU, cores, memory."""
     vm = psutil.virtual_memory()
@@ -187,7 +206,7 @@ def machine_description() -> dict[str, Any]:
         "hostname": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
         "arch": platform.machine(),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cores": psutil.cpu_count(logical=True),
         "memory_gb": round(vm.total / 1024**3, 1),
         "swap_gb": round(psutil.swap_memory().total / 1024**3, 1),

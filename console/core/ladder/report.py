@@ -153,7 +153,7 @@ def render_markdown(summary: dict[str, Any], chart_text: str) -> str:
            if client["requests_per_step"] else f"{client['duration_per_step_s']:g}s per step")
         + f"; request timeout {client['request_timeout_s']:g}s; {client['http_client']}",
         f"- twolane {tw['version']}" + (f", git {tw['git_revision']}" if tw.get("git_revision") else ""),
-        f"- Machine: {mach['hostname']}, {mach['os']} {mach['arch']}, {mach['cores']} cores, "
+        f"- Machine: {mach['hostname']}, {mach['os']} {mach['arch']}, {mach['cpu']}, {mach['cores']} cores, "
         f"{mach['memory_gb']} GB memory, {mach['swap_gb']} GB swap, Python {mach['python']}",
         "",
         "## SLOs",
