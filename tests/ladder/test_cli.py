@@ -45,6 +45,17 @@ async def twolane(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+async def stderr_until(proc: asyncio.subprocess.Process, text: str) -> str:
+    """Read the process's stderr line by line until ``text`` shows; returns what was read."""
+    assert proc.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, seen
+        seen += line.decode()
+    return seen
+
+
 def ladder_args(url: str, out: Path, *extra: str) -> list[str]:
     return ["ladder", "--url", url, "--model", MODEL, "--steps", "1,2,4,8", "--requests", "4",
             "--max-tokens", "16", "--slo", "p95_ratio=4", "--out", str(out), *extra]  # fmt: skip
@@ -78,12 +89,7 @@ async def test_queued_without_owner_says_so_then_runs_when_an_owner_starts(fake:
 
     out = tmp_path / "queued"
     proc = await spawn(*ladder_args(fake.url, out, "--no-stream"))
-    assert proc.stderr is not None
-    seen = ""
-    while "no owner is running" not in seen:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, seen
-        seen += line.decode()
+    seen = await stderr_until(proc, "no owner is running")
     assert "queued in the local lane" in seen and fake.requests == 0
     owner = Owner(home, config.load(), extensions=[])
     await owner.start()
@@ -165,12 +171,7 @@ async def test_a_held_lane_is_explained_while_following(fake: FakeUpstream, tmp_
 
     owner.scheduler.gate = hold
     proc = await spawn(*ladder_args(fake.url, tmp_path / "held"))
-    assert proc.stderr is not None
-    seen = ""
-    while "the local lane is held: load 9.0 is above 4.0" not in seen:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        assert line, seen
-        seen += line.decode()
+    await stderr_until(proc, "the local lane is held: load 9.0 is above 4.0")
     proc.send_signal(signal.SIGINT)
     await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 130 and fake.requests == 0

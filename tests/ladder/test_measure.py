@@ -24,26 +24,26 @@ MODEL = "llama3.2:1b"
 TOKENS = 8
 
 
-@pytest.fixture
-async def fake():
-    up = FakeUpstream(kind="openai")
+async def started(kind: str):  # type: ignore[no-untyped-def]
+    up = FakeUpstream(kind=kind)
     up.tokens = ["tok "] * TOKENS
     await up.start()
     try:
         yield up
     finally:
         await up.stop()
+
+
+@pytest.fixture
+async def fake():
+    async for up in started("openai"):
+        yield up
 
 
 @pytest.fixture
 async def ollama():
-    up = FakeUpstream(kind="ollama")
-    up.tokens = ["tok "] * TOKENS
-    await up.start()
-    try:
+    async for up in started("ollama"):
         yield up
-    finally:
-        await up.stop()
 
 
 def make_spec(url: str, tmp_path: Path, **kw) -> LadderSpec:
