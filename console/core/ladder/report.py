@@ -128,6 +128,10 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def render_markdown(summary: dict[str, Any], chart_text: str) -> str:
     """report.md: the gate report."""
     server, client, tw, mach = summary["server"], summary["client"], summary["twolane"], summary["machine"]
@@ -168,7 +172,7 @@ def render_markdown(summary: dict[str, Any], chart_text: str) -> str:
     for s in summary["steps"]:
         cells = [s["concurrency"], s["requests"], f"{s['error_rate']:.1%}",
                  *(_fmt(s[k]) for k in ("ttft_p50", "ttft_p95", "e2e_p50", "e2e_p95", "e2e_p99")),
-                 "-" if s["tokens_per_s"] is None else f"{s['tokens_per_s']:.1f}",
+                 _rate(s["tokens_per_s"]),
                  "-" if s["requests_per_s"] is None else f"{s['requests_per_s']:.2f}",
                  "-" if s.get("server_rss_peak_mb") is None else f"{s['server_rss_peak_mb']:.0f}",
                  "-" if s.get("swap_delta_mb") is None else f"{s['swap_delta_mb']:+.0f}",
@@ -225,7 +229,7 @@ def compare_text(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b
         pa, pb = sa.get("e2e_p95"), sb.get("e2e_p95")
         rows.append([str(c), _fmt(pa), _fmt(pb), f"{pb / pa:.2f}x" if pa and pb else "-",
                      _fmt(sa.get("ttft_p95")), _fmt(sb.get("ttft_p95")),
-                     _fmt(sa.get("tokens_per_s")), _fmt(sb.get("tokens_per_s")),
+                     _rate(sa.get("tokens_per_s")), _rate(sb.get("tokens_per_s")),
                      "-" if not sa else f"{sa['error_rate']:.1%}", "-" if not sb else f"{sb['error_rate']:.1%}"])  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = ["  ".join(cell.rjust(widths[i]) for i, cell in enumerate(r)) for r in rows]
