@@ -235,6 +235,8 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
                            f"(gateway.max_waiting); retry later",
                            headers={"Retry-After": str(gw.retry_after(upstream.lane, waiting))})  # fmt: skip
     extra: dict[str, Any] = {"model": model, "upstream": upstream.name}
+    if meta.get("num_ctx"):
+        extra["ctx"] = meta["num_ctx"]  # the memory gate predicts the footprint at this size
     if gw.store_prompts:
         extra["body"] = forward
     job = jobs.new_job([], lane=upstream.lane, kind=kind, name=f"{kind} {model}", priority=priority,
