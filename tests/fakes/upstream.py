@@ -8,6 +8,7 @@ Use::
     fake.tokens = ["Hel", "lo"]
     fake.fail = 500            # answer every request with this status (None: succeed)
     fake.fail_times = 1        # ...only the next N requests (None: all of them)
+    fake.fail_text = "Bad Gateway"  # ...as this plain-text body (a proxy's page), not JSON
     fake.hang = True           # never answer; the request ends when the client goes away
     fake.stall_after = 2       # stream this many chunks, then stop producing (idle stream)
     fake.capacity = 2          # with more than this many in flight, each chunk waits
@@ -52,6 +53,7 @@ class FakeUpstream:
         self.tokens = ["Hello", ",", " world", "!"]
         self.fail: int | None = None
         self.fail_times: int | None = None
+        self.fail_text: str | None = None
         self.hang = False
         self.stall_after: int | None = None
         self.capacity: int | None = None
@@ -149,6 +151,8 @@ class FakeUpstream:
         if self.fail is not None and (self.fail_times is None or self.fail_times > 0):
             if self.fail_times is not None:
                 self.fail_times -= 1
+            if self.fail_text is not None:
+                return web.Response(status=self.fail, text=self.fail_text)
             return self._error(self.fail, "injected failure", openai)
         model = body.get("model")
         if model not in self.models:

@@ -196,6 +196,15 @@ async def test_ollama_gets_identical_context_options(make_gateway: Any, fake: Fa
     assert all("numCtx" not in body and "num_ctx" not in body for _, body in fake.calls)
 
 
+async def test_a_non_json_upstream_error_is_reshaped(gateway: Any, http: httpx.AsyncClient,
+                                                     fake: FakeUpstream) -> None:  # fmt: skip
+    fake.fail, fake.fail_text = 418, "<html>teapot</html>"
+    reply = await http.post("/v1/chat/completions", json=chat())
+    assert reply.status_code == 418 and "teapot" in reply.json()["error"]["message"]
+    reply = await http.post("/api/chat", json=chat())
+    assert reply.status_code == 418 and "teapot" in reply.json()["error"]
+
+
 @pytest.mark.parametrize("kind", ["ollama", "openai"])
 async def test_upstream_down_gives_502_in_the_api_shape(make_gateway: Any, kind: str) -> None:
     up = {"name": "gone", "kind": kind, "base_url": "http://127.0.0.1:9", "lane": "local", "models": ["*"]}

@@ -158,15 +158,20 @@ class Gateway:
         and recent run times for Retry-After."""
         with self.owner.bus.subscribe({events.JOB}) as sub:
             async for event in sub:
-                data = event.data
-                lane = Lane(data.get("lane", "local"))
-                if data.get("state") == JobState.RUNNING and lane is Lane.LOCAL:
-                    job = self.owner.scheduler._live(data["id"])  # noqa: SLF001
-                    if job is not None:
-                        self.note_started(job)
-                elif data.get("state") == JobState.SUCCEEDED and data.get("started_at"):
-                    took = max(0.0, data["finished_at"] - data["started_at"])
-                    self._durations[lane] = 0.8 * self._durations[lane] + 0.2 * took
+                try:
+                    self._observe(event.data)
+                except Exception:  # one odd event must not end the watch
+                    log.exception("gateway job watch failed")
+
+    def _observe(self, data: dict[str, Any]) -> None:
+        lane = Lane(data.get("lane", "local"))
+        if data.get("state") == JobState.RUNNING and lane is Lane.LOCAL:
+            job = next((j for j in self.owner.scheduler.running() if j.id == data["id"]), None)
+            if job is not None:
+                self.note_started(job)
+        elif data.get("state") == JobState.SUCCEEDED and data.get("started_at") and data.get("finished_at"):
+            took = max(0.0, data["finished_at"] - data["started_at"])
+            self._durations[lane] = 0.8 * self._durations[lane] + 0.2 * took
 
     def retry_after(self, lane: Lane, waiting: int) -> int:
         from console.api.gateway.server import retry_after

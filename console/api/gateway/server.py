@@ -257,20 +257,30 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
     response: web.StreamResponse | None = None
     job_header = {"X-Twolane-Job": job.id}
     answered = False  # the runner delivered its last word: nothing left to cancel
+    foreign: tuple[int, bytearray] | None = None  # an error answer that is not JSON
     try:
         while True:
             item = await reply.queue.get()
             answered = item is None or isinstance(item, UpstreamError | Job)
             if isinstance(item, Head):
+                if item.status >= 400 and "json" not in item.content_type:
+                    foreign = (item.status, bytearray())  # re-shaped below, in the API's shape
+                    continue
                 response = web.StreamResponse(status=item.status, headers={
                     "Content-Type": item.content_type, "X-Twolane-Job": job.id})  # fmt: skip
                 if gw.cors_origin(request):
                     _cors(response, request.headers["Origin"])
                 await response.prepare(request)
             elif isinstance(item, bytes):
-                if response is not None:
+                if foreign is not None:
+                    foreign[1].extend(item[: 300 - len(foreign[1])])
+                elif response is not None:
                     await response.write(item)
             elif item is None:
+                if foreign is not None:
+                    text = foreign[1].decode(errors="replace").strip() or "no details"
+                    raise GatewayError(foreign[0], f"the upstream answered {foreign[0]}: {text}",
+                                       headers=job_header)  # fmt: skip
                 if response is None:
                     raise GatewayError(502, "the upstream sent an empty answer", headers=job_header)
                 await response.write_eof()
@@ -286,6 +296,9 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
                 why = "cancelled" if ended.state is JobState.CANCELLED else (ended.error or str(ended.state))
                 raise GatewayError(503, f"job {ended.id} ended before answering: {why}",
                                    headers={"Retry-After": "1", **job_header})  # fmt: skip
+    except ConnectionResetError:
+        # The client went away mid-answer; the finally below cancels its job.
+        return response or web.Response(status=499)
     finally:
         watcher.cancel()
         if not answered and not job.finished:
