@@ -1,0 +1,160 @@
+"""The signals extension inside a real owner: gates hold the local lane and release it,
+--force is recorded, a declared model that does not fit holds with its numbers, rules
+record violations, and the control routes answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from console.core import config, jobs
+from console.core.models import JobState
+from console.core.signals.extension import SignalsExtension
+from console.core.signals.sources import GIB, FakeSource
+from tests.helpers import until
+from tests.signals.conftest import llama_like
+
+
+@pytest.fixture
+async def rig(home: Path) -> AsyncIterator[tuple[Any, FakeSource]]:
+    from console.owner import Owner
+
+    cfg = config.load()
+    cfg.set("signals.interval", 0.05)
+    source = FakeSource(disk_free={str(home): 100 * 10**9})
+    own = Owner(home, cfg, extensions=[SignalsExtension(cfg, source=source)])
+    await own.start()
+    try:
+        yield own, source
+    finally:
+        await own.stop()
+
+
+async def settle(owner: Any, source: FakeSource, **fields: Any) -> None:
+    """Change the readings and wait until the sampler has seen them (gates read samples)."""
+    source.set(**fields)
+    await until(lambda: all((owner.sampler.latest() or {}).get(k) == v for k, v in fields.items()),
+                what=f"a sample with {fields}")  # fmt: skip
+
+
+def local_job(*argv: str, **kw: Any):  # type: ignore[no-untyped-def]
+    return jobs.new_job(list(argv) or ["true"], lane="local", **kw)
+
+
+async def test_contract_for_the_console(rig: tuple[Any, FakeSource]) -> None:
+    owner, _ = rig
+    await until(lambda: len(owner.sampler.history(600)) >= 2, what="samples")
+    latest = owner.sampler.latest()
+    assert latest is not None and latest["swap_used"] == 0
+    assert owner.scheduler.gate is not None
+
+
+async def test_held_job_starts_once_its_gate_passes(rig: tuple[Any, FakeSource]) -> None:
+    owner, source = rig
+    await settle(owner, source, swap_used=int(2.6e9))
+    job = await owner.scheduler.submit(local_job())
+    await until(lambda: owner.scheduler.status()["local"]["held"] is not None, what="held")
+    assert job.state is JobState.QUEUED
+    assert job.held_reason.startswith("gate swap: 2.60 GB used > 2.0 GB")
+    stored = await owner.store.get_job(job.id)
+    assert stored.held_reason == job.held_reason  # visible to `twolane ls` with no owner too
+    source.set(swap_used=0)
+    done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
+    assert done.state is JobState.SUCCEEDED and done.held_reason is None
+    assert owner.scheduler.status()["local"]["held"] is None
+
+
+async def test_force_skips_gates_and_is_recorded(rig: tuple[Any, FakeSource]) -> None:
+    owner, source = rig
+    await settle(owner, source, load1=40.0)
+    job = await owner.scheduler.submit(local_job(force=True))
+    done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
+    assert done.state is JobState.SUCCEEDED
+
+    async def forced() -> list[Any]:
+        return [v for v in await owner.store.list_violations() if v.rule == "gate_forced"]
+
+    await until(lambda: _truthy(forced()), what="gate_forced violation")
+    [v] = await forced()
+    assert v.job_ids == [job.id] and "gate load: 5.00 per core > 1.00" in v.message
+
+
+async def _truthy(coro: Any) -> bool:
+    return bool(await coro)
+
+
+async def test_declared_model_that_does_not_fit_holds_with_numbers(
+    rig: tuple[Any, FakeSource], tmp_path: Path
+) -> None:
+    owner, source = rig
+    # ~2.2 GB of f16 weights; with 3 GB available and 2 GB headroom it cannot fit.
+    model = llama_like(tmp_path / "big.gguf", n_layer=16, n_embd=4096, n_ff=4096, ttype=1)
+    await settle(owner, source, mem_available=3 * GIB)
+    job = local_job(extra={"model": str(model), "ctx": 8192})
+    await owner.prepare_job(job)
+    assert job.meta["footprint"]["kv_bytes"] == 16 * 8192 * 2 * (512 + 512) * 2
+    await owner.scheduler.submit(job)
+    await until(lambda: job.held_reason is not None, what="held on the model")
+    assert job.held_reason.startswith(f"gate model: {model} needs ")
+    assert "budget (3.22 GB available - 2.00 GB headroom)" in job.held_reason
+    source.set(mem_available=64 * GIB)
+    done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
+    assert done.state is JobState.SUCCEEDED
+
+
+async def test_bad_model_declarations_are_refused(rig: tuple[Any, FakeSource], tmp_path: Path) -> None:
+    from console.core.errors import UserError
+
+    owner, _ = rig
+    with pytest.raises(UserError, match="no such GGUF file"):
+        await owner.prepare_job(local_job(extra={"model": str(tmp_path / "missing.gguf")}))
+    with pytest.raises(UserError, match="ctx must be"):
+        await owner.prepare_job(local_job(extra={"model": "x.gguf", "ctx": -1}))
+    # An Ollama name while Ollama is away: accepted, the footprint stays unknown.
+    owner.config.set("signals.ollama_url", "http://127.0.0.1:9")
+    job = local_job(extra={"model": "llama3:8b"})
+    await owner.prepare_job(job)
+    assert "start Ollama" in job.meta["footprint_error"]
+
+
+async def test_rules_record_violations(rig: tuple[Any, FakeSource]) -> None:
+    owner, source = rig
+    source.set(processes=[{"pid": 999_999, "pgid": 999_999, "name": "ollama",
+                           "argv": ["ollama", "pull", "big"], "cmdline": "ollama pull big",
+                           "rss": 1}])  # fmt: skip
+
+    async def rules_seen() -> set[str]:
+        return {v.rule for v in await owner.store.list_violations()}
+
+    await until(lambda: _has(rules_seen(), "heavy_process"), what="heavy_process violation")
+    gates = await owner.signals.gates_report()
+    assert not gates["ok"]
+    assert any(g["gate"] == "heavy_process" and g["verdict"] == "fail" for g in gates["gates"])
+
+
+async def _has(coro: Any, rule: str) -> bool:
+    return rule in await coro
+
+
+async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
+    from console.client import AsyncControlClient
+    from console.core import paths
+
+    owner, source = rig
+    client = AsyncControlClient(paths.socket_path(owner.home))
+    try:
+        await until(lambda: len(owner.sampler.history()) >= 2, what="samples")
+        history = await client.request("GET", "/signals/history?seconds=600")
+        assert len(history) >= 2 and history[-1]["cores"] == 8
+        report = await client.request("GET", "/gates")
+        assert report["ok"] is True and {g["gate"] for g in report["gates"]} >= {"load", "swap"}
+        found = await client.request("POST", "/signals/latency", {"p95_ms": 900, "baseline_ms": 100,
+                                                                  "job_ids": ["x"]})  # fmt: skip
+        assert found["violation"]["rule"] == "latency_p95"
+        assert (await client.request("POST", "/signals/latency", {"p95_ms": 200, "baseline_ms": 100}))["violation"] is None
+    finally:
+        await client.aclose()
