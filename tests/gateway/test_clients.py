@@ -100,6 +100,28 @@ async def test_openai_upstream_in_the_remote_lane_gets_its_key(make_gateway: Any
     assert "priority" not in fake_openai.calls[0][1]  # extensions never reach a stock server
     [job] = await settled(own)
     assert job.lane is Lane.REMOTE and job.priority == 3
+
+
+async def test_ollama_clients_reach_an_openai_compatible_upstream(make_gateway: Any,
+                                                                  fake_openai: FakeUpstream) -> None:  # fmt: skip
+    own = await make_gateway([{"name": "llamacpp", "kind": "openai", "base_url": fake_openai.url,
+                               "lane": "local", "models": ["*"]}])  # fmt: skip
+    client = ollama.AsyncClient(host=own.gateway_url)
+    reply = await client.chat(model="gpt-fake", messages=MSG, options={"temperature": 0.2, "num_predict": 9})
+    assert reply.message.content == "Hello, world!" and reply.done and reply.eval_count == 4
+    sent = fake_openai.calls[-1]
+    assert sent[0] == "/v1/chat/completions" and sent[1]["temperature"] == 0.2 and sent[1]["max_tokens"] == 9
+    parts = [p async for p in await client.chat(model="gpt-fake", messages=MSG, stream=True)]
+    assert "".join(p.message.content for p in parts) == "Hello, world!"
+    assert parts[-1].done and parts[-1].eval_count == 4
+    gen = await client.generate(model="gpt-fake", prompt="once", system="be brief")
+    assert gen.response == "Hello, world!"
+    assert fake_openai.calls[-1][1]["messages"][0] == {"role": "system", "content": "be brief"}
+    streamed = [p.response async for p in await client.generate(model="gpt-fake", prompt="x", stream=True)]
+    assert "".join(streamed) == "Hello, world!"
+    emb = await client.embed(model="text-embed-fake", input=["a", "b"])
+    assert emb.embeddings == [[0.1, 0.2, 0.3]] * 2
     with pytest.raises(ollama.ResponseError) as err:
-        await ollama.AsyncClient(host=own.gateway_url).chat(model="gpt-fake", messages=MSG)
-    assert err.value.status_code == 400 and "/v1/chat/completions" in str(err.value)
+        await client.chat(model="missing", messages=MSG)
+    assert err.value.status_code == 404 and "model 'missing' not found" in str(err.value)
+    assert [j.state for j in await settled(own)].count(JobState.SUCCEEDED) == 5

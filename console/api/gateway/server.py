@@ -17,6 +17,7 @@ from aiohttp import web
 
 from console import __version__
 from console.api.gateway.errors import GatewayError, error_response, is_openai_path
+from console.api.gateway.translate import OllamaReply, error_message, openai_path, to_openai
 from console.core import jobs
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
@@ -198,17 +199,17 @@ async def ollama_request(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     model = _model(body)
     upstream = _route(_gw(request), model)
-    if upstream.kind != "ollama":
-        hint = {"chat": "/v1/chat/completions", "completion": "/v1/completions",
-                "embed": "/v1/embeddings"}[kind]  # fmt: skip
-        raise GatewayError(400, f"model '{model}' is served by the OpenAI-compatible upstream "
-                           f"'{upstream.name}'; call it through {hint}")  # fmt: skip
     stream = body.get("stream", True) is not False if kind != "embed" else False
+    if upstream.kind != "ollama":
+        # An OpenAI-compatible server: ask in its terms, answer in Ollama's.
+        reply_as = OllamaReply(kind, model, stream, legacy_embed=request.path == "/api/embeddings")
+        url = upstream.openai_base() + openai_path(kind)
+        return await _run_request(request, kind, body, upstream, url, stream, reply_as)
     return await _run_request(request, kind, body, upstream, upstream.root() + request.path, stream)
 
 
 async def _run_request(request: web.Request, kind: str, body: dict[str, Any], upstream: Upstream,
-                       url: str, stream: bool) -> web.StreamResponse:  # fmt: skip
+                       url: str, stream: bool, reply_as: OllamaReply | None = None) -> web.StreamResponse:  # fmt: skip
     gw = _gw(request)
     priority = parse_priority(body, request.headers.get(PRIORITY_HEADER))
     model = body["model"]
@@ -234,6 +235,8 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
         raise GatewayError(503, f"the {upstream.lane} lane has {waiting} requests waiting "
                            f"(gateway.max_waiting); retry later",
                            headers={"Retry-After": str(gw.retry_after(upstream.lane, waiting))})  # fmt: skip
+    if reply_as is not None:
+        forward = to_openai(kind, forward, stream)
     extra: dict[str, Any] = {"model": model, "upstream": upstream.name}
     if meta.get("num_ctx"):
         extra["ctx"] = meta["num_ctx"]  # the memory gate predicts the footprint at this size
@@ -246,10 +249,11 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
                 timeout=gw.timeout, idle_timeout=gw.idle_timeout, retries=gw.retries,
                 backoff=gw.backoff)  # fmt: skip
     runner = UpstreamRunner(gw.session(), call, reply, on_start=gw.note_started)
-    return await _serve_job(request, job, runner, reply)
+    return await _serve_job(request, job, runner, reply, reply_as)
 
 
-async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) -> web.StreamResponse:
+async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
+                     reply_as: OllamaReply | None) -> web.StreamResponse:  # fmt: skip
     gw = _gw(request)
     scheduler = gw.owner.scheduler
     await scheduler.submit(job, runner=runner)
@@ -257,32 +261,43 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply) 
     response: web.StreamResponse | None = None
     job_header = {"X-Twolane-Job": job.id}
     answered = False  # the runner delivered its last word: nothing left to cancel
-    foreign: tuple[int, bytearray] | None = None  # an error answer that is not JSON
+    foreign: tuple[int, bytearray] | None = None  # an error answer to re-shape
+    whole = bytearray()  # a translated answer that is not streamed
     try:
         while True:
             item = await reply.queue.get()
             answered = item is None or isinstance(item, UpstreamError | Job)
             if isinstance(item, Head):
-                if item.status >= 400 and "json" not in item.content_type:
+                if item.status >= 400 and (reply_as is not None or "json" not in item.content_type):
                     foreign = (item.status, bytearray())  # re-shaped below, in the API's shape
                     continue
+                content_type = item.content_type
+                if reply_as is not None:
+                    content_type = "application/x-ndjson" if reply_as.stream else "application/json"
                 response = web.StreamResponse(status=item.status, headers={
-                    "Content-Type": item.content_type, "X-Twolane-Job": job.id})  # fmt: skip
+                    "Content-Type": content_type, "X-Twolane-Job": job.id})  # fmt: skip
                 if gw.cors_origin(request):
                     _cors(response, request.headers["Origin"])
                 await response.prepare(request)
             elif isinstance(item, bytes):
                 if foreign is not None:
-                    foreign[1].extend(item[: 300 - len(foreign[1])])
+                    foreign[1].extend(item[: 4096 - len(foreign[1])])
+                elif reply_as is not None and not reply_as.stream:
+                    whole.extend(item)
+                elif reply_as is not None and response is not None:
+                    if out := reply_as.feed(item):
+                        await response.write(out)
                 elif response is not None:
                     await response.write(item)
             elif item is None:
                 if foreign is not None:
-                    text = foreign[1].decode(errors="replace").strip() or "no details"
+                    text = error_message(bytes(foreign[1]))
                     raise GatewayError(foreign[0], f"the upstream answered {foreign[0]}: {text}",
                                        headers=job_header)  # fmt: skip
                 if response is None:
                     raise GatewayError(502, "the upstream sent an empty answer", headers=job_header)
+                if reply_as is not None:
+                    await response.write(reply_as.end() if reply_as.stream else reply_as.whole(bytes(whole)))
                 await response.write_eof()
                 return response
             elif isinstance(item, UpstreamError):
