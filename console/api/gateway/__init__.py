@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,8 @@ class Gateway:
         except OSError as exc:
             # Another program (or another twolane) has the port: the owner still runs its
             # lanes; only the gateway is missing, and the user is told why.
-            message = (f"gateway not started: cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+            why = "the port is in use" if exc.errno == errno.EADDRINUSE else str(exc)
+            message = (f"gateway not started: cannot listen on {self.host}:{self.port} ({why}); "
                        "set gateway.port or `twolane serve --port N`")  # fmt: skip
             log.warning(message)
             owner.bus.publish(events.LOG, {"level": "warning", "message": message})
