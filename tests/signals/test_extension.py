@@ -25,6 +25,9 @@ async def rig(home: Path) -> AsyncIterator[tuple[Any, FakeSource]]:
 
     cfg = config.load()
     cfg.set("signals.interval", 0.05)
+    for key in ("gates.max_load_per_core", "gates.max_swap_gb", "gates.memory_headroom_gb",
+                "gates.min_free_disk_gb", "gates.swap_growth_mb"):
+        cfg.set(key, config.DEFAULTS[key])  # whatever the environment says, test the defaults
     source = FakeSource(disk_free={str(home): 100 * 10**9})
     own = Owner(home, cfg, extensions=[SignalsExtension(cfg, source=source)])
     await own.start()

@@ -1,0 +1,114 @@
+"""`twolane predict`, `twolane gates` and the gates through a real `twolane serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_twolane
+from tests.helpers import until_sync
+from tests.signals.conftest import llama_like
+
+
+def test_predict_smollm2(smollm: Path) -> None:
+    result = run_twolane("predict", str(smollm), "--ctx", "2048", "--json")
+    assert result.returncode in (0, 1), result.stderr
+    data = json.loads(result.stdout)
+    assert data["weights_bytes"] == 96_576_768
+    assert data["kv_bytes"] == 30 * 2048 * 3 * 128 * 2  # 45 MiB
+    assert (data["arch"], data["n_layer"], data["ctx"], data["parallel"]) == ("llama", 30, 2048, 1)
+    assert data["fit"]["fits"] is (result.returncode == 0)
+    text = run_twolane("predict", str(smollm), "--ctx", "2048", "--parallel", "2", "--kv-type", "q8_0")
+    assert "kv cache    0.05 GB (47.8 MiB)" in text.stdout  # 2 x 45 MiB x 34/64
+    assert "context     2048 x 2 parallel, KV cache q8_0" in text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["/nonexistent/model.gguf"], "no such GGUF file"),
+     (["x.gguf", "--ctx", "0"], "must be at least 1"),
+     (["x.gguf", "--kv-type", "q5_1"], "invalid choice"),
+     (["llama3:8b"], "start Ollama, set signals.ollama_url, or give a .gguf path")],
+)  # fmt: skip
+def test_predict_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
+    result = run_twolane("predict", *args, env={"OLLAMA_HOST": "127.0.0.1:9"})
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_predict_not_a_gguf(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.gguf"
+    bad.write_text("hello")
+    result = run_twolane("predict", str(bad))
+    assert result.returncode == 2 and "is not a GGUF file" in result.stderr
+
+
+def test_gates_without_an_owner() -> None:
+    result = run_twolane("gates", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == (0 if report["ok"] else 1)
+    assert report["owner"] is False
+    names = [g["gate"] for g in report["gates"]]
+    assert names[0] == "load" and "swap" in names and "heavy_process" in names
+    text = run_twolane("gates")
+    assert text.stdout.splitlines()[0].split() == ["GATE", "READING", "THRESHOLD", "VERDICT"]
+
+
+@pytest.fixture
+def serve(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real owner whose gates pass on a busy test machine unless a test says otherwise."""
+    Path(os.environ["TWOLANE_CONFIG"]).write_text(
+        "[gateway]\nport = 0\n[signals]\ninterval = 0.2\n"
+        "[gates]\nmax_load_per_core = 1000.0\nmin_free_disk_gb = 0.001\nmax_swap_gb = 1000.0\n"
+        "swap_growth_mb = 1000000.0\nheavy_process_patterns = []\nheavy_process_mem_share = 1.0\n"
+        "memory_headroom_gb = 0.0\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "console", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))  # fmt: skip
+    until_sync(lambda: (home / "control.sock").exists() or proc.poll() is not None, what="socket")
+    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.e2e
+def test_gates_force_and_model_through_the_owner(serve: subprocess.Popen[str], tmp_path: Path) -> None:
+    report = json.loads(run_twolane("gates", "--json").stdout)
+    assert report["ok"] is True and report["job"] is None and report["sample_at"]
+
+    forced = run_twolane("add", "--force", "--", "true")
+    assert forced.returncode == 0, forced.stderr
+    job_id = forced.stdout.strip()
+    assert run_twolane("wait", job_id, "--timeout", "60").returncode == 0
+
+    def recorded() -> bool:
+        found = json.loads(run_twolane("violations", "--json").stdout)
+        return any(v["rule"] == "gate_forced" and v["job_ids"] == [job_id] for v in found)
+
+    until_sync(recorded, what="gate_forced in `twolane violations`")
+
+    missing = run_twolane("add", "--model", str(tmp_path / "missing.gguf"), "--", "true")
+    assert missing.returncode == 2 and "no such GGUF file" in missing.stderr
+
+    # 64 layers x 8192 wide in f16 is ~9 GB of weights; with --ctx 1M it cannot fit here.
+    big = llama_like(tmp_path / "big.gguf", n_layer=64, n_embd=8192, n_ff=8192, ttype=1)
+    held = run_twolane("add", "--model", str(big), "--ctx", "1000000", "--json", "--", "true")
+    assert held.returncode == 0, held.stderr
+    job = json.loads(held.stdout)
+    assert job["meta"]["footprint"]["kv_bytes"] > 10**11
+
+    def held_reason() -> str:
+        return json.loads(run_twolane("show", job["id"], "--json").stdout).get("held_reason") or ""
+
+    until_sync(lambda: held_reason().startswith(f"gate model: {big} needs "), what="model hold")
+    assert json.loads(run_twolane("gates", "--json").stdout)["job"] == job["id"]
+    assert run_twolane("cancel", job["id"]).returncode == 0
