@@ -65,6 +65,8 @@ def test_sliding_window_layers(tmp_path: Path) -> None:
     row = 2 * 64 * 2 * 2  # K + V, 2 heads x 64, f16
     full, window = 8192, 1024 + 512  # window + one micro-batch
     assert kv_cache_bytes(shape, ctx=8192) == 2 * full * row + 2 * window * row
+    # Two parallel sequences: one stream each, window-sized on the sliding layers.
+    assert kv_cache_bytes(shape, ctx=8192, parallel=2) == 2 * (2 * full * row + 2 * window * row)
     # A context smaller than the window costs the same on every layer.
     assert kv_cache_bytes(shape, ctx=512) == 4 * 512 * row
 

@@ -3,9 +3,10 @@
 - weights: the sum of every tensor's ggml_nbytes (llama.cpp's "model buffer size").
 - KV cache, per layer ``il``: ``kv_cells(il) x n_head_kv(il) x (key_length + value_length)
   x bytes per element of the cache type`` (llama.cpp's "KV buffer size"). ``kv_cells`` is
-  ``ctx x parallel`` (each parallel sequence gets its own ``ctx``, as Ollama's
-  OLLAMA_NUM_PARALLEL does), and for sliding-window layers ``min(ctx x parallel,
-  sliding_window x parallel + n_ubatch)``, rounded up to llama.cpp's 256-cell padding.
+  ``parallel x pad256(ctx)``: each parallel sequence gets its own ``ctx`` (as Ollama's
+  OLLAMA_NUM_PARALLEL does, and as llama.cpp's default non-unified cache keeps one stream
+  per sequence); a sliding-window layer keeps ``parallel x pad256(min(ctx,
+  sliding_window + n_ubatch))``.
 - compute buffer: an estimate of llama.cpp's graph scratch, ``4 x n_ubatch x
   (max(n_vocab, n_head x kv_cells) + 2 x n_embd + n_ff)`` bytes (logits or attention
   scores, whichever is larger, plus the activations alongside them).
@@ -152,11 +153,12 @@ def _pad(n: int) -> int:
 
 
 def kv_cells(shape: ModelShape, il: int, ctx: int, parallel: int) -> int:
-    """Cells layer ``il`` keeps: the full context, or the window for a sliding layer."""
-    full = _pad(ctx * parallel)
+    """Cells layer ``il`` keeps: one padded stream per parallel sequence, of the context,
+    or of the window plus one micro-batch for a sliding layer."""
+    per_seq = ctx
     if shape.swa_layers[il] and shape.sliding_window:
-        return min(full, _pad(shape.sliding_window * parallel + N_UBATCH))
-    return full
+        per_seq = min(ctx, shape.sliding_window + N_UBATCH)
+    return parallel * _pad(per_seq)
 
 
 def kv_cache_bytes(shape: ModelShape, ctx: int, parallel: int = 1, kv_type: str = "f16") -> int:
@@ -172,7 +174,7 @@ def kv_cache_bytes(shape: ModelShape, ctx: int, parallel: int = 1, kv_type: str 
 
 
 def compute_bytes(shape: ModelShape, ctx: int, parallel: int = 1) -> int:
-    cells = _pad(ctx * parallel)
+    cells = parallel * _pad(ctx)
     widest = max(shape.n_vocab, shape.n_head * cells)
     return 4 * N_UBATCH * (widest + 2 * shape.n_embd + shape.n_ff)
 
