@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.core.models import Job, Lane, Severity, Violation
-from console.core.signals.gates import GB, GateResult, Thresholds, heavy_processes
+from console.core.signals.gates import GB, GateResult, Thresholds, from_section, heavy_processes
 
 
 @dataclass(slots=True)
@@ -33,8 +33,7 @@ class RuleLimits:
 
     @classmethod
     def from_config(cls, cfg: Any) -> RuleLimits:
-        section = cfg.section("rules")
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+        return from_section(cls, cfg, "rules")  # type: ignore[no-any-return]
 
 
 class _Sustained:

@@ -22,6 +22,12 @@ SWAP_GROWTH_WINDOW = 60.0  # seconds: "not growing over the last minute"
 
 
 
+def from_section(cls: Any, cfg: Any, prefix: str) -> Any:
+    """A dataclass whose fields are the keys of config section ``prefix``."""
+    section = cfg.section(prefix)
+    return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+
+
 @dataclass(slots=True)
 class Thresholds:
     max_load_per_core: float = 1.0
@@ -36,8 +42,7 @@ class Thresholds:
 
     @classmethod
     def from_config(cls, cfg: Any) -> Thresholds:
-        section = cfg.section("gates")
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+        return from_section(cls, cfg, "gates")  # type: ignore[no-any-return]
 
     def for_sample(self) -> dict[str, float]:
         """The thresholds a sample carries, so graphs can draw their limit lines."""
