@@ -6,8 +6,11 @@ One run, same machine, same fake upstream (tests/fakes, answering at once), thre
            (lanes.remote.concurrency = 16, so nothing waits: pure gateway + job cost);
   local    through the gateway to the local lane: one at a time by design, so at more
            than one client this is mostly queueing, printed for reference.
-Each process is separate (fake, owner, client). Printed: p50/p99 per concurrency and the
-added p50/p99 (remote - direct). Targets from issue 5: added p50 <= 1 ms, p99 <= 5 ms.
+  llm-queue the npm package (run with the machine's Node; installed on first use into
+           ~/.cache/twolane-bench) in front of the same fake: a serial queue like the local lane.
+Each process is separate (fake, owner, llm-queue, client). Printed: p50/p99 per concurrency
+and the added p50/p99 (minus direct). Targets from issue 5: added p50 <= 1 ms, p99 <= 5 ms,
+both below llm-queue's.
 
     python bench/gateway.py [REQUESTS_PER_LEVEL]
 """
@@ -69,6 +72,35 @@ async def measure(url: str, model: str, clients: int, total: int) -> list[float]
     return latencies
 
 
+LLM_QUEUE = "llm-queue@0.2.2"
+CACHE = Path.home() / ".cache" / "twolane-bench"
+
+
+def start_llm_queue(fake_url: str, port: int) -> subprocess.Popen[str] | None:
+    """llm-queue's own CLI in front of the fake, or None (with the reason) without Node."""
+    import shutil
+
+    cli = CACHE / "node_modules" / "llm-queue" / "dist" / "cli.js"
+    if not cli.exists():
+        if not shutil.which("npm"):
+            print("llm-queue: skipped (no npm on this machine)")
+            return None
+        CACHE.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), LLM_QUEUE],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0 or not cli.exists():
+            print(f"llm-queue: skipped (npm install failed: {done.stderr.strip()[-200:]})")
+            return None
+    env = {**os.environ, "OLLAMA_URL": fake_url, "OLLAMA_MODEL": "llama3.2:1b", "PORT": str(port),
+           "HOST": "127.0.0.1", "LLM_MAX_ATTEMPTS": "1"}  # fmt: skip
+    proc = subprocess.Popen(["node", str(cli), "serve"], env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if "llm-queue service on" in line:
+            return proc
+    print("llm-queue: skipped (it did not start)")
+    return None
+
+
 def main() -> int:
     per_level = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     fake = subprocess.Popen([sys.executable, __file__, "--fake"], stdin=subprocess.PIPE,
@@ -90,27 +122,47 @@ def main() -> int:
     owner = subprocess.Popen([sys.executable, "-m", "console", "serve", "--port", str(port)],
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
     gw_url = f"http://127.0.0.1:{port}"
+    lq_port = _free_port()
+    lq = start_llm_queue(fake_url, lq_port)
+    lq_url = f"http://127.0.0.1:{lq_port}"
     try:
         for line in owner.stdout:  # type: ignore[union-attr]
             if "gateway on" in line:
                 break
-        asyncio.run(measure(fake_url, "gpt-fake", 4, 100))  # warm both paths
-        asyncio.run(measure(gw_url, "gpt-fake", 4, 100))
-        print(f"{per_level} requests per level; fake upstream answers at once; times in ms")
-        print(f"{'clients':>7} | {'direct p50':>10} {'p99':>7} | {'gateway p50':>11} {'p99':>7} | "
-              f"{'added p50':>9} {'p99':>7} | {'local lane p50':>14} {'p99':>7}")  # fmt: skip
-        worst = (0.0, 0.0)
+        for url in (fake_url, gw_url) + ((lq_url,) if lq else ()):  # warm every path
+            asyncio.run(measure(url, "gpt-fake" if url != lq_url else "llama3.2:1b", 4, 100))
+        print(f"{per_level} requests per level ({per_level // 2} for the serial queues); "
+              "the fake upstream answers at once; times in ms, p50/p99")
+        print(f"{'clients':>7} | {'direct':>13} | {'twolane remote':>14} {'added':>13} | "
+              f"{'twolane local':>13} {'added':>13} | {'llm-queue':>13} {'added':>13}")  # fmt: skip
+        worst = {"remote": [0.0, 0.0], "local": [0.0, 0.0], "llm-queue": [0.0, 0.0]}
+
+        def cell(values: list[float]) -> str:
+            return f"{pct(values, 50) * 1e3:6.2f}/{pct(values, 99) * 1e3:6.2f}"
+
+        def added(name: str, values: list[float], base: list[float]) -> str:
+            a50, a99 = pct(values, 50) - pct(base, 50), pct(values, 99) - pct(base, 99)
+            worst[name] = [max(worst[name][0], a50), max(worst[name][1], a99)]
+            return f"{a50 * 1e3:6.2f}/{a99 * 1e3:6.2f}"
+
         for clients in LEVELS:
             direct = asyncio.run(measure(fake_url, "gpt-fake", clients, per_level))
             via = asyncio.run(measure(gw_url, "gpt-fake", clients, per_level))
             local = asyncio.run(measure(gw_url, "llama3.2:1b", clients, per_level // 2))
-            d50, d99, g50, g99 = (pct(direct, 50), pct(direct, 99), pct(via, 50), pct(via, 99))
-            add50, add99 = g50 - d50, g99 - d99
-            worst = (max(worst[0], add50), max(worst[1], add99))
-            print(f"{clients:>7} | {d50 * 1e3:10.2f} {d99 * 1e3:7.2f} | {g50 * 1e3:11.2f} {g99 * 1e3:7.2f} | "
-                  f"{add50 * 1e3:9.2f} {add99 * 1e3:7.2f} | {pct(local, 50) * 1e3:14.2f} {pct(local, 99) * 1e3:7.2f}")  # fmt: skip
-        print(f"worst added: p50 {worst[0] * 1e3:.2f} ms (target <= 1), p99 {worst[1] * 1e3:.2f} ms (target <= 5)")
+            row = (f"{clients:>7} | {cell(direct):>13} | {cell(via):>14} {added('remote', via, direct):>13} | "
+                   f"{cell(local):>13} {added('local', local, direct):>13} |")  # fmt: skip
+            if lq:
+                queued = asyncio.run(measure(lq_url, "llama3.2:1b", clients, per_level // 2))
+                row += f" {cell(queued):>13} {added('llm-queue', queued, direct):>13}"
+            print(row)
+        for name, (w50, w99) in worst.items():
+            if name != "llm-queue" or lq:
+                print(f"worst added {name:>9}: p50 {w50 * 1e3:7.2f} ms  p99 {w99 * 1e3:7.2f} ms")
+        print("targets: twolane remote added p50 <= 1 ms, p99 <= 5 ms; serial queues: twolane local below llm-queue")
     finally:
+        if lq:
+            lq.terminate()
+            lq.wait(10)
         owner.terminate()
         owner.wait(20)
         fake.stdin.close()  # type: ignore[union-attr]
