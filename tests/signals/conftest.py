@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +97,50 @@ def llama_like(
             (f"blk.{il}.attn_norm.weight", [n_embd], 0),
         ]
     return gguf.write(path, meta, tensors)
+
+
+class FakeOllama:
+    """A tiny Ollama on 127.0.0.1: /api/show, /api/tags and /api/ps from dicts a test fills."""
+
+    def __init__(self) -> None:
+        self.shows: dict[str, dict[str, Any]] = {}
+        self.tags: list[dict[str, Any]] = []
+        self.loaded: list[dict[str, Any]] = []  # what /api/ps lists
+        self.requests: list[tuple[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.requests.append((self.path, body))
+                if self.path == "/api/show" and body.get("model") in fake.shows:
+                    self._send(200, fake.shows[body["model"]])
+                else:
+                    self._send(404, {"error": f"model '{body.get('model')}' not found"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                fake.requests.append((self.path, None))
+                self._send(200, {"models": fake.loaded if self.path == "/api/ps" else fake.tags})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeOllama:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -161,3 +161,25 @@ async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
         assert (await client.request("POST", "/signals/latency", {"p95_ms": 200, "baseline_ms": 100}))["violation"] is None
     finally:
         await client.aclose()
+
+
+async def test_ollama_model_too_big_is_held_until_ollama_has_it_loaded(rig: tuple[Any, FakeSource]) -> None:
+    from tests.signals.conftest import FakeOllama
+
+    owner, source = rig
+    with FakeOllama() as ollama:
+        owner.config.set("signals.ollama_url", ollama.url)
+        ollama.shows["huge:70b"] = {"modelfile": "FROM /not/here\n", "model_info": {
+            "general.architecture": "llama", "llama.block_count": 80, "llama.embedding_length": 8192,
+            "llama.attention.head_count": 64, "llama.attention.head_count_kv": 8}}  # fmt: skip
+        ollama.tags = [{"name": "huge:70b", "size": 40 * 10**9}]
+        job = local_job(extra={"model": "huge:70b"})
+        await owner.prepare_job(job)
+        assert job.meta["footprint"]["weights_bytes"] == 40 * 10**9
+        await owner.scheduler.submit(job)
+        await until(lambda: (job.held_reason or "").startswith("gate model: huge:70b needs "),
+                    what="held on the model")  # fmt: skip
+        # Already resident in Ollama: its memory is counted as used; loading costs nothing new.
+        ollama.loaded = [{"name": "huge:70b", "size": 40 * 10**9}]
+        done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
+        assert done.state is JobState.SUCCEEDED

@@ -3,62 +3,14 @@ Ollama on 127.0.0.1: its local blob when there is one, else model_info + /api/ta
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from console.core.errors import UserError
 from console.core.signals import models
-from tests.signals.conftest import llama_like
-
-
-class FakeOllama:
-    def __init__(self) -> None:
-        self.shows: dict[str, dict[str, Any]] = {}
-        self.tags: list[dict[str, Any]] = []
-        self.requests: list[tuple[str, Any]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, status: int, body: Any) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append((self.path, body))
-                if self.path == "/api/show" and body.get("model") in fake.shows:
-                    self._send(200, fake.shows[body["model"]])
-                else:
-                    self._send(404, {"error": f"model '{body.get('model')}' not found"})
-
-            def do_GET(self) -> None:  # noqa: N802
-                fake.requests.append((self.path, None))
-                self._send(200, {"models": fake.tags})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FakeOllama:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.signals.conftest import FakeOllama, llama_like
 
 
 @pytest.fixture

@@ -10,7 +10,11 @@ import pytest
 from console.core.errors import UserError
 from console.core.signals import gguf
 from console.core.signals.predict import (
-    fits, kv_cache_bytes, predict, shape_from_gguf, shape_from_metadata,
+    fits,
+    kv_cache_bytes,
+    predict,
+    shape_from_gguf,
+    shape_from_metadata,
 )  # fmt: skip
 from tests.signals.conftest import llama_like
 

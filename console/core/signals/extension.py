@@ -158,14 +158,19 @@ class SignalsExtension:
         declared = job_model(job) if job is not None else None
         fit: Fit | None = None
         error = None
+        loaded = False
         if declared is not None:
             pred, error = await self.predictor.get(*declared)
             if pred is not None:
                 fit = fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
+                if not fit.fits and not models.looks_like_path(declared[0]):
+                    held = await asyncio.to_thread(models.loaded_models, ollama_url(self.config))
+                    loaded = declared[0] in (held or ())
         return gates.evaluate(
             sample, self.sampler.history(gates.SWAP_GROWTH_WINDOW), self.thresholds,
             disk_need=job_disk_need(job, self.config, self.thresholds) if job else None,
             model=declared[0] if declared else None, fit=fit, model_error=error,
+            model_loaded=loaded,
             exclude_pgids=self._job_pgids(),
         )  # fmt: skip
 

@@ -111,11 +111,12 @@ def evaluate(
     model: str | None = None,
     fit: Fit | None = None,
     model_error: str | None = None,
+    model_loaded: bool = False,
     exclude_pgids: Iterable[int] = (),
 ) -> list[GateResult]:
     """Every gate's verdict for this sample. ``disk_need`` overrides the bytes a path
     needs (a pull job: the model's size plus the margin); ``fit`` is the declared model's
-    footprint against memory."""
+    footprint against memory; ``model_loaded`` says Ollama already holds it in memory."""
     out: list[GateResult] = []
     per_core = sample["load1"] / max(1, sample["cores"])
     out.append(_check("load", per_core <= th.max_load_per_core, round(per_core, 2),
@@ -144,7 +145,10 @@ def evaluate(
     out.append(_check("heavy_process", not heavy, len(heavy), 0,
                       f"{names} running outside twolane"))  # fmt: skip
     if model is not None:
-        if fit is not None:
+        if model_loaded:  # already resident: its memory is in mem_used, not to be found again
+            out.append(GateResult("model", "pass", None, None,
+                                  f"gate model: {model} is already loaded by Ollama"))  # fmt: skip
+        elif fit is not None:
             out.append(GateResult("model", "pass" if fit.fits else "fail",
                                   round(fit.need_bytes / GB, 2), round(fit.budget_bytes / GB, 2),
                                   fit.reason(model)))  # fmt: skip

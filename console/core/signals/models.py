@@ -103,3 +103,19 @@ def _ollama_size(base: str, model: str, timeout: float) -> int:
         if entry.get("name") in names or entry.get("model") in names:
             return int(entry.get("size") or 0)
     raise UserError(f"Ollama at {base} does not list the size of '{model}'; give a .gguf path")
+
+
+def loaded_models(ollama_url: str, timeout: float = 1.0) -> set[str] | None:
+    """Models a running Ollama holds in memory now (``GET /api/ps``), or None when it
+    cannot be asked. Names are given with and without the implied ``:latest`` tag."""
+    try:
+        ps = _get_json(f"{ollama_base(ollama_url)}/api/ps", timeout)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    names: set[str] = set()
+    for entry in (ps or {}).get("models") or []:
+        for name in (entry.get("name"), entry.get("model")):
+            if name:
+                names.add(name)
+                names.add(name.removesuffix(":latest"))
+    return names
