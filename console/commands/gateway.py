@@ -91,8 +91,8 @@ def progress_line(meta: dict[str, Any]) -> str:
 
 
 def _follow(backend: Any, job_id: str) -> dict[str, Any]:
-    from console.client import owner_client
     from console.cli import _home
+    from console.client import owner_client
 
     shown = ""
     while True:

@@ -20,6 +20,10 @@ def chat(model: str = "llama3.2:1b", text: str = "hi", **extra: Any) -> dict[str
     return {"model": model, "messages": [{"role": "user", "content": text}], "stream": False, **extra}
 
 
+async def _queued(owner: Any, n: int) -> None:
+    await until(lambda: len(owner.scheduler.queued(Lane.LOCAL)) == n, what=f"{n} queued")
+
+
 def remote(fake: FakeUpstream) -> dict[str, Any]:
     return {"name": "cloud", "kind": "openai", "base_url": fake.url, "lane": "remote", "models": ["gpt-*"]}
 
@@ -66,7 +70,7 @@ async def test_priority_goes_ahead_of_waiting_requests(gateway: Any, http: httpx
         body = chat(text=text, **({"priority": prio} if prio is not None else {}))
         headers = {"X-Twolane-Priority": header} if header else {}
         tasks.append(asyncio.create_task(http.post("/api/chat", json=body, headers=headers)))
-        await until(lambda n=len(tasks): len(gateway.scheduler.queued(Lane.LOCAL)) == n)
+        await _queued(gateway, len(tasks))
     await gateway.scheduler.resume([Lane.LOCAL])
     assert [r.status_code for r in await asyncio.gather(*tasks)] == [200] * 4
     order = [body["messages"][0]["content"] for _, body in fake.calls]
@@ -172,7 +176,7 @@ async def test_model_affinity_reuses_the_loaded_model(gateway: Any, http: httpx.
     tasks = []
     for model in ["qwen2.5:0.5b", "llama3.2:1b", "qwen2.5:0.5b", "llama3.2:1b"]:
         tasks.append(asyncio.create_task(http.post("/api/chat", json=chat(model))))
-        await until(lambda n=len(tasks): len(gateway.scheduler.queued(Lane.LOCAL)) == n)
+        await _queued(gateway, len(tasks))
     await gateway.scheduler.resume([Lane.LOCAL])
     await asyncio.gather(*tasks)
     order = [body["model"] for _, body in fake.calls[1:]]

@@ -21,7 +21,14 @@ from console.api.gateway.translate import OllamaReply, error_message, openai_pat
 from console.core import jobs
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
-from console.core.runners.chat import Call, Head, Reply, UpstreamError, UpstreamRunner, upstream_headers
+from console.core.runners.chat import (
+    Call,
+    Head,
+    Reply,
+    UpstreamError,
+    UpstreamRunner,
+    upstream_headers,
+)
 from console.core.upstreams import Upstream, requested_ctx, route, served_patterns
 
 if TYPE_CHECKING:
