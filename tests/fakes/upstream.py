@@ -83,6 +83,7 @@ class FakeUpstream:
             app.router.add_post("/api/embed", self._ollama_embed)
             app.router.add_post("/api/pull", self._ollama_pull)
             app.router.add_get("/api/tags", self._ollama_tags)
+            app.router.add_post("/api/show", self._ollama_show)
             app.router.add_get("/api/ps", self._ollama_ps)
             app.router.add_get("/api/version", self._ollama_version)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
@@ -262,6 +263,17 @@ class FakeUpstream:
         return web.json_response({"models": [
             {"name": m, "model": m, "size": 1000, "digest": "0" * 12, "modified_at": "2024-01-01T00:00:00Z",
              "details": {"family": "fake"}} for m in self.models]})  # fmt: skip
+
+    async def _ollama_show(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        name = body.get("model") or body.get("name") if isinstance(body, dict) else None
+        if name not in self.models:
+            return self._error(404, f"model '{name}' not found", openai=False)
+        return web.json_response({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+                                  "details": {"family": "fake"}, "model_info": {}})  # fmt: skip
 
     async def _ollama_ps(self, request: web.Request) -> web.Response:
         return web.json_response({"models": []})

@@ -60,6 +60,10 @@ async def test_ollama_client_chat_generate_embed_stream_and_not(gateway: Any, fa
     assert emb.embeddings == [[0.1, 0.2, 0.3]]
     assert [m.model for m in (await client.list()).models] == fake.models
     assert (await client.ps()).models == []
+    assert (await client.show("llama3.2:1b")).template == "{{ .Prompt }}"
+    with pytest.raises(ollama.ResponseError) as err:
+        await client.show("gone-model")
+    assert err.value.status_code == 404 and "gone-model" in str(err.value)
     jobs = await settled(gateway)
     assert sorted(j.kind for j in jobs) == ["chat", "chat", "completion", "embed"]
     assert all(j.meta["api"] == "ollama" for j in jobs)

@@ -123,6 +123,14 @@ async def test_cors_is_off_for_pages_and_presets_allow_extensions(make_gateway: 
         assert reply.status_code == 403
 
 
+async def test_a_foreign_host_header_is_refused_without_a_key(http: httpx.AsyncClient,
+                                                              fake: FakeUpstream) -> None:  # fmt: skip
+    reply = await http.get("/api/tags", headers={"Host": "evil.example:11500"})
+    assert reply.status_code == 403 and "not this machine" in reply.json()["error"]
+    for host in ("localhost:11500", "127.0.0.1", "[::1]:11500"):
+        assert (await http.get("/api/tags", headers={"Host": host})).status_code == 200, host
+
+
 async def test_api_key_is_required_when_set(make_gateway: Any, fake: FakeUpstream) -> None:
     import openai
 

@@ -91,6 +91,11 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
 async def guard_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """CORS (only for configured origins) and the optional bearer token."""
     gw = _gw(request)
+    if not gw.api_key and not _loopback_host(request.host):
+        # DNS rebinding: a page on evil.example that resolves to 127.0.0.1 is same-origin
+        # to itself, so CORS does not stop it; the Host header it sends does.
+        raise GatewayError(403, f"Host {request.host!r} is not this machine; use 127.0.0.1 "
+                           "or set gateway.api_key")  # fmt: skip
     origin = request.headers.get("Origin")
     allowed = origin is not None and gw.origin_allowed(origin)
     if origin is not None and not allowed:
@@ -108,6 +113,13 @@ async def guard_middleware(request: web.Request, handler: Any) -> web.StreamResp
     if allowed and not resp.prepared:
         _cors(resp, origin or "")
     return resp
+
+
+def _loopback_host(host: str) -> bool:
+    from console.api.gateway import is_loopback
+
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    return is_loopback(name.strip("[]"))
 
 
 def _cors(resp: web.StreamResponse, origin: str) -> None:
@@ -489,9 +501,11 @@ async def ollama_show(request: web.Request) -> web.StreamResponse:
             async with gw.session().post(upstream.root() + "/api/show", json=body,
                                          headers=upstream_headers(upstream)) as resp:  # fmt: skip
                 data = await resp.read()
-                return web.Response(status=resp.status, body=data, content_type="application/json")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise GatewayError(502, f"upstream '{upstream.name}' did not answer: {exc or type(exc).__name__}") from None
+    if resp.status >= 400:
+        raise GatewayError(resp.status, f"the upstream answered {resp.status}: {error_message(data)}")
+    return web.Response(status=resp.status, body=data, content_type="application/json")
 
 
 async def health(request: web.Request) -> web.Response:
