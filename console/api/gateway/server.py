@@ -10,6 +10,7 @@ import fnmatch
 import hmac
 import json
 import math
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -460,28 +461,29 @@ async def ollama_tags(request: web.Request) -> web.Response:
     return web.json_response({"models": models})
 
 
-async def ollama_ps(request: web.Request) -> web.Response:
-    gw = _gw(request)
-    running: list[Any] = []
+async def _ollama_answers(gw: Gateway, path: str) -> AsyncIterator[dict[str, Any]]:
+    """``GET path`` of each Ollama upstream that answers with a JSON object."""
     for up in gw.upstreams:
         if up.kind != "ollama":
             continue
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            data = await _fetch_json(gw, up.root() + "/api/ps", up)
-            if isinstance(data, dict) and isinstance(data.get("models"), list):
-                running.extend(data["models"])
+            data = await _fetch_json(gw, up.root() + path, up)
+            if isinstance(data, dict):
+                yield data
+
+
+async def ollama_ps(request: web.Request) -> web.Response:
+    running: list[Any] = []
+    async for data in _ollama_answers(_gw(request), "/api/ps"):
+        if isinstance(data.get("models"), list):
+            running.extend(data["models"])
     return web.json_response({"models": running})
 
 
 async def ollama_version(request: web.Request) -> web.Response:
-    gw = _gw(request)
-    for up in gw.upstreams:
-        if up.kind != "ollama":
-            continue
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            data = await _fetch_json(gw, up.root() + "/api/version", up)
-            if isinstance(data, dict) and isinstance(data.get("version"), str):
-                return web.json_response({"version": data["version"]})
+    async for data in _ollama_answers(_gw(request), "/api/version"):
+        if isinstance(data.get("version"), str):
+            return web.json_response({"version": data["version"]})
     return web.json_response({"version": "0.0.0"})
 
 

@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+from console.core.runners.chat import json_object
+
 # Ollama option -> OpenAI field
 _OPTIONS = {"temperature": "temperature", "top_p": "top_p", "num_predict": "max_tokens",
             "stop": "stop", "seed": "seed", "frequency_penalty": "frequency_penalty",
@@ -84,17 +86,8 @@ class OllamaReply:
         self._buffer = lines.pop()
         out = bytearray()
         for line in lines:
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                continue
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
+            obj = json_object(line)
+            if obj is None:
                 continue
             if isinstance(obj.get("usage"), dict):
                 self._usage = obj["usage"]

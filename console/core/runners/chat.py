@@ -162,20 +162,26 @@ class _Retryable(Exception):
         self.status = status
 
 
+def json_object(line: bytes) -> dict[str, Any] | None:
+    """The JSON object on one NDJSON line or SSE ``data:`` line, else None."""
+    line = line.strip()
+    if line.startswith(b"data:"):
+        line = line[5:].strip()
+    if not line.startswith(b"{"):
+        return None  # blank, an SSE comment, or ``[DONE]``
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def usage_from(tail: bytes) -> dict[str, int]:
     """Token counts from the end of an answer, whichever API shape it has: OpenAI's
     ``usage`` object or Ollama's ``prompt_eval_count`` / ``eval_count``."""
     for line in reversed(tail.splitlines()):
-        line = line.strip()
-        if line.startswith(b"data:"):
-            line = line[5:].strip()
-        if not line.startswith(b"{"):
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(obj, dict):
+        obj = json_object(line)
+        if obj is None:
             continue
         usage = obj.get("usage")
         if isinstance(usage, dict):
