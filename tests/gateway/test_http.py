@@ -70,7 +70,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FIELDS = st.fixed_dictionaries({}, optional={
-    "model": st.sampled_from(["llama3.2:1b", "", "nope"]) | JSON,
+    "model": st.sampled_from(["llama3.2:1b", "gpt-fake", "", "nope"]) | JSON,
     "messages": JSON, "prompt": JSON, "input": JSON, "stream": JSON, "options": JSON,
     "priority": JSON, "num_ctx": JSON, "numCtx": JSON, "name": JSON, "insecure": JSON,
 })  # fmt: skip
@@ -86,6 +86,25 @@ BODIES = (
        priority=st.none() | st.text(max_size=8))  # fmt: skip
 async def test_fuzzed_bodies_never_give_a_500(http: httpx.AsyncClient, route: str, body: bytes,
                                               priority: str | None) -> None:  # fmt: skip
+    await _post_fuzz(http, route, body, priority)
+
+
+@pytest.fixture
+async def http_translating(make_gateway: Any, fake_openai: FakeUpstream) -> Any:
+    """Ollama routes in front of an OpenAI-compatible upstream (the translating path)."""
+    own = await make_gateway([local(fake_openai)])
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as client:
+        yield client
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from([r for r in POST_ROUTES if r.startswith("/api/")]), body=BODIES)
+async def test_fuzzed_bodies_through_the_translation_never_give_a_500(
+        http_translating: httpx.AsyncClient, route: str, body: bytes) -> None:  # fmt: skip
+    await _post_fuzz(http_translating, route, body, None)
+
+
+async def _post_fuzz(http: httpx.AsyncClient, route: str, body: bytes, priority: str | None) -> None:
     headers = {"Content-Type": "application/json"}
     if priority is not None and priority.isascii() and priority.isprintable():
         headers["X-Twolane-Priority"] = priority
