@@ -183,3 +183,16 @@ async def test_ollama_model_too_big_is_held_until_ollama_has_it_loaded(rig: tupl
         ollama.loaded = [{"name": "huge:70b", "size": 40 * 10**9}]
         done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
         assert done.state is JobState.SUCCEEDED
+
+
+async def test_a_bad_declaration_written_without_an_owner_does_not_wedge_the_lane(
+    rig: tuple[Any, FakeSource], tmp_path: Path
+) -> None:
+    owner, _ = rig
+    model = llama_like(tmp_path / "m.gguf")
+    job = local_job(extra={"model": str(model), "ctx": "lots"})  # never went through prepare_job
+    results = {r.gate: r for r in await owner.signals.evaluate(job)}
+    assert results["model"].verdict == "unknown" and "ctx must be" in results["model"].message
+    await owner.scheduler.submit(job)
+    done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
+    assert done.state is JobState.SUCCEEDED

@@ -50,8 +50,19 @@ def job_model(job: Job) -> tuple[str, int, int, str] | None:
     model = extra.get("model")
     if not model or job.kind == "pull":  # a pull writes the model; it does not load it
         return None
-    return (str(model), int(extra.get("ctx") or DEFAULT_CTX), int(extra.get("parallel") or 1),
+    return (str(model), _whole(extra.get("ctx"), DEFAULT_CTX), _whole(extra.get("parallel"), 1),
             str(extra.get("kv_type") or "f16"))  # fmt: skip
+
+
+def _whole(value: Any, default: int) -> int:
+    """A job written without an owner was never checked: a bad number becomes -1, which
+    the prediction rejects with a message (the model gate then says ``unknown``)."""
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 def job_disk_need(job: Job, cfg: Any, th: gates.Thresholds) -> dict[str, float]:
