@@ -111,3 +111,11 @@ def test_system_source_for_real(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_heavy_patterns(pattern: str, argv: list[str], hit: bool) -> None:
     assert match_pattern(pattern, argv) is hit
+
+
+def test_processes_are_rescanned_only_every_process_interval(tmp_path: Path) -> None:
+    source = SystemSource([str(tmp_path)], [], top=3, process_interval=3600)
+    first = source.read()["processes"]
+    assert first and source.read()["processes"] is first  # reused, not walked again
+    source.process_interval = 0
+    assert source.read()["processes"] is not first

@@ -122,6 +122,7 @@ class SignalsExtension:
         source = self.source or await asyncio.to_thread(
             SystemSource, [str(owner.home), *model_dirs(cfg)],
             self.thresholds.heavy_process_patterns, cfg.get("signals.top_processes"),
+            cfg.get("signals.process_interval"),
         )  # fmt: skip
         self.sampler = Sampler(
             source, self.thresholds, interval=cfg.get("signals.interval"),

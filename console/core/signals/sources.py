@@ -14,6 +14,7 @@ import copy
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,11 +62,16 @@ def disk_free(paths: list[str]) -> dict[str, int]:
 class SystemSource:
     """This machine: /proc or sysctl+vm_stat for memory, psutil for CPU and processes."""
 
-    def __init__(self, disk_paths: list[str], patterns: list[str], top: int = 10) -> None:
+    def __init__(self, disk_paths: list[str], patterns: list[str], top: int = 10,
+                 process_interval: float = 0.0) -> None:  # fmt: skip
         self.disk_paths = list(disk_paths)
         self.patterns = list(patterns)
         self.top = top
+        # Walking every process costs 0.1-0.5 s on a busy machine: rescan only this often.
+        self.process_interval = process_interval
         self._platform = sys.platform
+        self._procs: list[dict[str, Any]] = []
+        self._scanned_at: float | None = None
         psutil.cpu_percent(percpu=True)  # the first call only sets the baseline
 
     def read(self) -> dict[str, Any]:
@@ -79,7 +85,11 @@ class SystemSource:
             "disk_free": disk_free(self.disk_paths),
             "cpu_percent": psutil.cpu_percent(percpu=True),
         }
-        reading["processes"] = self._processes()
+        now = time.monotonic()
+        if self._scanned_at is None or now - self._scanned_at >= self.process_interval:
+            self._procs = self._processes()
+            self._scanned_at = now
+        reading["processes"] = self._procs
         reading["top"] = [
             {"pid": p["pid"], "name": p["name"], "rss": p["rss"]}
             for p in sorted(reading["processes"], key=lambda p: -p["rss"])[: self.top]
