@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import threading
 import time
@@ -78,17 +79,17 @@ class FakeUpstream:
     async def start(self, port: int = 0) -> FakeUpstream:
         app = web.Application()
         if self.kind == "ollama":
-            app.router.add_post("/api/chat", self._ollama_chat)
-            app.router.add_post("/api/generate", self._ollama_generate)
-            app.router.add_post("/api/embed", self._ollama_embed)
+            app.router.add_post("/api/chat", functools.partial(self._ollama_text, chat=True))
+            app.router.add_post("/api/generate", functools.partial(self._ollama_text, chat=False))
+            app.router.add_post("/api/embed", functools.partial(self._embed, openai=False))
             app.router.add_post("/api/pull", self._ollama_pull)
             app.router.add_get("/api/tags", self._ollama_tags)
             app.router.add_post("/api/show", self._ollama_show)
             app.router.add_get("/api/ps", self._ollama_ps)
             app.router.add_get("/api/version", self._ollama_version)
-        app.router.add_post("/v1/chat/completions", self._openai_chat)
-        app.router.add_post("/v1/completions", self._openai_completion)
-        app.router.add_post("/v1/embeddings", self._openai_embed)
+        app.router.add_post("/v1/chat/completions", functools.partial(self._openai_text, chat=True))
+        app.router.add_post("/v1/completions", functools.partial(self._openai_text, chat=False))
+        app.router.add_post("/v1/embeddings", functools.partial(self._embed, openai=True))
         app.router.add_get("/v1/models", self._openai_models)
         # Handler cancellation: a client that goes away ends the request here, as it does on
         # a real server, so `active` drops when the gateway aborts.
@@ -197,12 +198,6 @@ class FakeUpstream:
 
     # ---- Ollama native -------------------------------------------------------------
 
-    async def _ollama_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._ollama_text(request, chat=True)
-
-    async def _ollama_generate(self, request: web.Request) -> web.StreamResponse:
-        return await self._ollama_text(request, chat=False)
-
     async def _ollama_text(self, request: web.Request, chat: bool) -> web.StreamResponse:
         async with self._track(request) as body:
             early = await self._preamble(body, openai=False)
@@ -229,16 +224,22 @@ class FakeUpstream:
                 return await self._stream(request, chunks, sse=False)
             return web.json_response(piece("".join(self.tokens), True))
 
-    async def _ollama_embed(self, request: web.Request) -> web.StreamResponse:
+    async def _embed(self, request: web.Request, openai: bool) -> web.StreamResponse:
         async with self._track(request) as body:
-            early = await self._preamble(body, openai=False)
+            early = await self._preamble(body, openai=openai)
             if early is not None:
                 return early
             inputs = body.get("input")
             n = len(inputs) if isinstance(inputs, list) else 1
-            return web.json_response({"model": body["model"],
-                                      "embeddings": [[0.1, 0.2, 0.3] for _ in range(n)],
-                                      "prompt_eval_count": n})  # fmt: skip
+            vectors = [[0.1, 0.2, 0.3] for _ in range(n)]
+            if not openai:
+                return web.json_response({"model": body["model"], "embeddings": vectors,
+                                          "prompt_eval_count": n})  # fmt: skip
+            return web.json_response({
+                "object": "list", "model": body["model"],
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": n, "total_tokens": n},
+            })  # fmt: skip
 
     async def _ollama_pull(self, request: web.Request) -> web.StreamResponse:
         async with self._track(request) as body:
@@ -283,12 +284,6 @@ class FakeUpstream:
 
     # ---- OpenAI-compatible ---------------------------------------------------------
 
-    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._openai_text(request, chat=True)
-
-    async def _openai_completion(self, request: web.Request) -> web.StreamResponse:
-        return await self._openai_text(request, chat=False)
-
     async def _openai_text(self, request: web.Request, chat: bool) -> web.StreamResponse:
         async with self._track(request) as body:
             early = await self._preamble(body, openai=True)
@@ -323,19 +318,6 @@ class FakeUpstream:
             return web.json_response({"id": "c1", "object": obj, "created": created, "model": model,
                                       "choices": [choice("".join(self.tokens), False, "stop")],
                                       "usage": usage})  # fmt: skip
-
-    async def _openai_embed(self, request: web.Request) -> web.StreamResponse:
-        async with self._track(request) as body:
-            early = await self._preamble(body, openai=True)
-            if early is not None:
-                return early
-            inputs = body.get("input")
-            n = len(inputs) if isinstance(inputs, list) else 1
-            return web.json_response({
-                "object": "list", "model": body["model"],
-                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)],
-                "usage": {"prompt_tokens": n, "total_tokens": n},
-            })  # fmt: skip
 
     async def _openai_models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
