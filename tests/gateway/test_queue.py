@@ -183,6 +183,15 @@ async def test_model_affinity_reuses_the_loaded_model(gateway: Any, http: httpx.
     assert order == ["llama3.2:1b", "llama3.2:1b", "qwen2.5:0.5b", "qwen2.5:0.5b"]
     health = (await http.get("/health")).json()
     assert health["reloads_avoided"] == 2 and health["loaded_model"] == "qwen2.5:0.5b"
+    from console.client import AsyncControlClient
+    from console.core import paths
+
+    control = AsyncControlClient(paths.socket_path(gateway.home))
+    try:
+        shown = await control.request("GET", "/gateway")  # what an attached console reads
+    finally:
+        await control.aclose()
+    assert shown["reloads_avoided"] == 2 and shown["url"] == gateway.gateway_url
     jobs = await settled(gateway)
     assert sum(1 for j in jobs if j.meta.get("affinity")) == 2
     assert max(j.meta.get("reloads_avoided", 0) for j in jobs) == 2

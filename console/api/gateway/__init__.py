@@ -94,6 +94,7 @@ class Gateway:
         scheduler.runners["pull"] = self.pull_runner
         scheduler.picker = lambda lane, queue: self.affinity.pick(lane, queue, scheduler.clock.now())
         owner.job_hooks.append(self._check_job)
+        owner.extra_routes.append(("GET", "/gateway", self._control_status))
         self._watch = asyncio.create_task(self._watch_jobs(), name="twolane-gateway-watch")
         if not self.enabled:
             return
@@ -134,6 +135,19 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def status(self) -> dict[str, Any]:
+        """What the console shows about the gateway (also ``GET /health`` on the gateway)."""
+        return {
+            "url": self.url, "loaded_model": self.affinity.loaded,
+            "reloads_avoided": self.affinity.reloads_avoided, "context": dict(self.context.by_model),
+            "upstreams": [{"name": u.name, "kind": u.kind, "lane": str(u.lane), "models": list(u.models)}
+                          for u in self.upstreams],
+        }  # fmt: skip
+
+    async def _control_status(self, request: web.Request) -> web.Response:
+        """``GET /gateway`` on the control socket, for an attached console."""
+        return web.json_response(self.status())
 
     def session(self) -> aiohttp.ClientSession:
         """The shared upstream HTTP session (pooled connections), made on first use."""

@@ -512,13 +512,8 @@ async def ollama_show(request: web.Request) -> web.StreamResponse:
 
 async def health(request: web.Request) -> web.Response:
     gw = _gw(request)
-    return web.json_response({
-        "ok": True, "version": __version__, "lanes": gw.owner.scheduler.status(),
-        "loaded_model": gw.affinity.loaded, "reloads_avoided": gw.affinity.reloads_avoided,
-        "upstreams": [{"name": u.name, "kind": u.kind, "lane": str(u.lane), "models": list(u.models)}
-                      for u in gw.upstreams],
-        "context": dict(gw.context.by_model),
-    })  # fmt: skip
+    return web.json_response({"ok": True, "version": __version__, "lanes": gw.owner.scheduler.status(),
+                              **gw.status()})  # fmt: skip
 
 
 async def root(request: web.Request) -> web.Response:
