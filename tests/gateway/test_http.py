@@ -198,3 +198,15 @@ async def test_health_root_and_version(http: httpx.AsyncClient) -> None:
     assert health["upstreams"][0]["lane"] == "local" and "local" in health["lanes"]
     assert (await http.get("/")).status_code == 200
     assert (await http.get("/api/version")).json() == {"version": "0.0.0-fake"}
+
+
+async def test_disabled_gateway_still_runs_pulls(make_gateway: Any, fake: FakeUpstream) -> None:
+    from console.core import jobs as jobs_mod
+
+    own = await make_gateway([local(fake)], **{"gateway.enabled": False, "gateway.host": "0.0.0.0"})
+    assert own.gateway_url is None  # no listener, so no key is needed for a public host
+    job = jobs_mod.new_job([], kind="pull", lane="local", name="pull m", extra={"model": "tinyllama"})
+    await own.prepare_job(job)
+    await own.scheduler.submit(job)
+    done = await own.scheduler.wait_done(job.id)
+    assert done.state.value == "succeeded" and done.meta["progress"] == 1.0
