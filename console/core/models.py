@@ -115,11 +115,20 @@ class Job:
         return (-self.priority, self.seq)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["lane"] = str(self.lane)
-        data["state"] = str(self.state)
-        data["command"] = self.spec.display()
-        return data
+        # Built by hand: this runs for every event, and asdict's deep copy is slow.
+        spec = self.spec
+        return {
+            "id": self.id, "name": self.name, "lane": str(self.lane), "kind": self.kind,
+            "spec": {"argv": list(spec.argv), "shell": spec.shell, "cwd": spec.cwd,
+                     "env": dict(spec.env), "timeout": spec.timeout, "extra": dict(spec.extra)},
+            "priority": self.priority, "state": str(self.state), "seq": self.seq,
+            "retries": self.retries, "retry_on_interrupt": self.retry_on_interrupt,
+            "force": self.force, "attempts": self.attempts, "created_at": self.created_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+            "exit_code": self.exit_code, "error": self.error, "log_path": self.log_path,
+            "held_reason": self.held_reason, "pid": self.pid, "pid_start": self.pid_start,
+            "meta": dict(self.meta), "command": spec.display(),
+        }  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:

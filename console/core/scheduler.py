@@ -142,7 +142,7 @@ class Scheduler:
                         at=now,
                     )
                 )
-            await self.store.record_attempt(job)
+            await self.store.save_job(job)  # ends the attempt (the store records it)
             if job.retry_on_interrupt:
                 pid = job.pid
                 await self._requeue_at_head(job)
@@ -446,7 +446,7 @@ class Scheduler:
         job.exit_code = outcome.exit_code
         job.error = outcome.error
         job.meta.update(outcome.meta)
-        await self.store.record_attempt(job)
+        await self.store.save_job(job)  # one statement: the job's end and its attempt row
         retry = outcome.state is JobState.FAILED and job.attempts <= job.retries
         requeue_interrupted = (
             outcome.state is JobState.INTERRUPTED and job.retry_on_interrupt
@@ -455,7 +455,8 @@ class Scheduler:
             jobs.reset_for_retry(job, job.seq)  # its old place: the front of its level
         elif requeue_interrupted:
             await self._requeue_at_head(job)
-        await self.store.save_job(job)
+        if retry or requeue_interrupted:
+            await self.store.save_job(job)
         self._running.pop(job.id, None)
         if retry and self._accepting:
             self._insert(job)

@@ -75,6 +75,20 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX violations_by_at ON violations (at);
     """,
+    # v2: the attempt row is written by the same statement that ends the attempt, so a
+    # finished job costs one round trip and the two can never disagree after a crash.
+    """
+    CREATE TRIGGER attempt_ended AFTER UPDATE OF state ON jobs
+    WHEN OLD.state = 'running' AND NEW.state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+    BEGIN
+        INSERT INTO attempts (job_id, n, started_at, finished_at, state, exit_code, error, pid)
+        VALUES (NEW.id, NEW.attempts, NEW.started_at, NEW.finished_at, NEW.state,
+                NEW.exit_code, NEW.error, NEW.pid)
+        ON CONFLICT (job_id, n) DO UPDATE SET finished_at = excluded.finished_at,
+            state = excluded.state, exit_code = excluded.exit_code, error = excluded.error,
+            pid = excluded.pid;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -171,13 +185,12 @@ class Store:
     async def add_job(self, job: Job) -> Job:
         """Insert a new job at the tail of the FIFO order; committed on return."""
         params = list(_job_params(job))
-        await self._db.execute(
+        async with self._db.execute(
             f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES "
             "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?, ?, ?, ?, ?)",
+            " ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             [params[0], *params[2:]],
-        )
-        async with self._db.execute("SELECT seq FROM jobs WHERE id = ?", (job.id,)) as cur:
+        ) as cur:
             row = await cur.fetchone()
         assert row is not None
         job.seq = int(row[0])
@@ -256,18 +269,6 @@ class Store:
         return int(row[0]) if row else 1
 
     # ---- attempts ---------------------------------------------------------------------
-
-    async def record_attempt(self, job: Job) -> None:
-        """Upsert the row of the job's current attempt from its fields."""
-        await self._db.execute(
-            "INSERT INTO attempts (job_id, n, started_at, finished_at, state, exit_code, error, pid)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (job_id, n) DO UPDATE SET finished_at = excluded.finished_at,"
-            " state = excluded.state, exit_code = excluded.exit_code, error = excluded.error,"
-            " pid = excluded.pid",
-            (job.id, job.attempts, job.started_at, job.finished_at, str(job.state),
-             job.exit_code, job.error, job.pid),
-        )  # fmt: skip
 
     async def attempts(self, job_id: str) -> list[dict[str, Any]]:
         async with self._db.execute(
