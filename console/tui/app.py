@@ -69,8 +69,7 @@ class TwolaneApp(App[int]):
         self.refresh_interval = float(config.get("ui.refresh_interval"))
         self._factory = session_factory
         self._on_ready = on_ready
-        self._closed = False
-        self._quitting: asyncio.Task[None] | None = None
+        self._session_closed = False
         self.problems: list[str] = []
         self._setup_themes(user_theme_dir)
         self.keymap, bad = check_keymap(config.get("ui.keymap"))
@@ -125,7 +124,7 @@ class TwolaneApp(App[int]):
         """Fold session events into the model; reconnect if an owner goes away."""
         from console.client import OwnerGone
 
-        while not self._closed and self.session is not None:
+        while not self._session_closed and self.session is not None:
             try:
                 async for kind, data in self.session.events():
                     self.model.apply(kind, data)
@@ -136,7 +135,7 @@ class TwolaneApp(App[int]):
                 self.log.warning(f"event stream ended: {exc}")
             except Exception as exc:  # httpx read errors when the owner dies
                 self.log.warning(f"event stream failed: {exc!r}")
-            if self.session.mode == "owner" or self._closed:
+            if self.session.mode == "owner" or self._session_closed:
                 return
             self.main.set_note("owner gone: reconnecting…")
             await asyncio.sleep(RECONNECT_EVERY)
@@ -165,9 +164,8 @@ class TwolaneApp(App[int]):
         self.push_screen(QuitScreen(running), chosen)
 
     def _begin_shutdown(self, choice: str) -> None:
-        if self._quitting is not None:
-            self._quitting.cancel()  # a new choice replaces a wait in progress
-        self._quitting = asyncio.ensure_future(self._quit_with(choice))
+        # exclusive: a new choice replaces a wait in progress
+        self.run_worker(self._quit_with(choice), name="quit", group="quit", exclusive=True)
 
     async def _quit_with(self, how: str) -> None:
         if how == "wait":
@@ -178,14 +176,14 @@ class TwolaneApp(App[int]):
         self.exit(0)
 
     async def _close_session(self, how: str) -> None:
-        if self._closed:
+        if self._session_closed:
             return
         if how != "wait":
-            self._closed = True
+            self._session_closed = True
         session = self.session
         if session is not None:
             await session.close(how)
-        self._closed = True
+        self._session_closed = True
 
     async def action_quit(self) -> None:
         await self.request_quit()
@@ -193,12 +191,12 @@ class TwolaneApp(App[int]):
     async def on_unmount(self) -> None:
         # The app is going away without a chosen quit (terminal closed, ctrl+c): an owner
         # still records its running jobs interrupted rather than leaving them orphaned.
-        if not self._closed and self.session is not None:
+        if not self._session_closed and self.session is not None:
             await self._close_session("stop" if self.session.mode == "owner" else "leave")
 
     def run_command(self, command: Command) -> None:
         """Run a command table entry (from the palette) on the main screen."""
-        self.run_action(command.action, self.main)
+        self.call_later(self.run_action, command.action, self.main)
 
 
 def build_app(

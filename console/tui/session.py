@@ -58,6 +58,8 @@ class OwnerSession:
         self.home = home
         self.owner = owner or Owner(home, config)
         self._fallback: FallbackSampler | None = None
+        self._paused_by_us: list[Lane] = []
+        self.closing = False
 
     async def start(self) -> None:
         await self.owner.start()
@@ -120,6 +122,8 @@ class OwnerSession:
     async def log_chunk(self, job_id: str, offset: int) -> bytes:
         from console.api.control import MAX_LOG_CHUNK, read_log_chunk
 
+        if self.closing:
+            return b""
         job = await self.scheduler.get(job_id)
         return read_log_chunk(job.log_path, offset, MAX_LOG_CHUNK)[0]
 
@@ -132,26 +136,27 @@ class OwnerSession:
 
     async def drain(self) -> None:
         """Let running jobs finish while nothing new starts; queued jobs stay queued."""
-        was = {lane: self.scheduler.status()[str(lane)]["paused"] for lane in Lane}
+        status = self.scheduler.status()
+        mine = [lane for lane in Lane if not status[str(lane)]["paused"]]
+        self._paused_by_us = sorted({*self._paused_by_us, *mine})
         await self.scheduler.pause(list(Lane))
-        try:
-            for job in list(self.scheduler.running()):
-                await self.scheduler.wait_done(job.id)
-        finally:
-            unpause = [lane for lane, paused in was.items() if not paused]
-            if unpause:  # the pause was ours, not the user's: the next owner runs them
-                await self.scheduler.resume(unpause)
+        for job in list(self.scheduler.running()):
+            await self.scheduler.wait_done(job.id)
 
     async def close(self, running: str = "stop") -> None:
         """Stop the owner. ``running``: "stop" (interrupted), "cancel" or "wait"."""
-        if running == "cancel":
+        self.closing = True
+        if running == "wait":
+            await self.drain()
+        elif running == "cancel":
             for job in list(self.scheduler.running()):
                 if job.state is JobState.RUNNING:
                     await self.scheduler.cancel(job.id)
-        elif running == "wait":
-            await self.drain()
         if self._fallback is not None:
             await self._fallback.stop()
+        await self.scheduler.stop()  # nothing starts from here on
+        if self._paused_by_us:  # our pause for "wait" was not the user's: undo it on disk
+            await self.scheduler.resume(self._paused_by_us)
         await self.owner.stop()
 
 

@@ -172,7 +172,8 @@ class MainScreen(Screen[None]):
             return
         try:
             data = await self.tapp.session.log_chunk(job_id, pane.tail_offset)
-        except (UserError, OwnerGone):
+        except Exception as exc:  # a tail is best effort: the owner may be stopping
+            self.log.warning(f"log tail of {job_id}: {exc!r}")
             return
         pane.feed(job_id, data)
 
