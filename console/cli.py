@@ -19,7 +19,7 @@ from typing import Any
 EXIT_FAILED, EXIT_USAGE, EXIT_OWNER, EXIT_TIMEOUT = 1, 2, 3, 124
 
 # Feature modules that add sub-commands: each has ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["console.commands.ladder", "console.commands.gateway", "console.commands.signals"]
+COMMAND_MODULES: list[str] = ["console.commands.ladder", "console.commands.gateway", "console.commands.signals", "console.commands.web"]
 
 
 class CliError(Exception):
