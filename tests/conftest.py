@@ -26,6 +26,8 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # A shared 2-core CI box runs at load 2-19: the load gate would hold every local job.
     # tests/signals sets its own thresholds.
     monkeypatch.setenv("TWOLANE__GATES__MAX_LOAD_PER_CORE", "1000")
+    # Owners started by tests serve their gateway on an ephemeral port, never 11500.
+    monkeypatch.setenv("TWOLANE__GATEWAY__PORT", "0")
     return home
 
 

@@ -100,8 +100,10 @@ class ShellRunner:
         finally:
             log.close()  # the child holds its own copy
         pgid = proc.pid  # start_new_session: the child leads its own group
-        await ctx.on_started(proc.pid, process_start_time(proc.pid))
         try:
+            # Inside the guard: a cancel that lands while the pid is being recorded must
+            # still take the group down.
+            await ctx.on_started(proc.pid, process_start_time(proc.pid))
             if spec.timeout:
                 try:
                     code = await asyncio.wait_for(proc.wait(), timeout=spec.timeout)
