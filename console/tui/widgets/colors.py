@@ -36,9 +36,19 @@ def theme_color(app: App[object], variable: str) -> str | None:
     return bg.blend(fg, 0.6).hex
 
 
+_STYLES: dict[tuple[str, str, bool], Style] = {}
+
+
 def theme_style(app: App[object], variable: str, bold: bool = False) -> Style:
-    """A Rich style with the theme's colour for ``variable`` (e.g. ``success``)."""
-    return Style(color=theme_color(app, variable), bold=bold)
+    """A Rich style with the theme's colour for ``variable`` (e.g. ``success``).
+
+    Cached per theme: ``app.theme_variables`` regenerates the whole colour system on each
+    call, and the queue asks once per row (a filter over 1,200 rows took 1.7 s)."""
+    key = (app.theme, variable, bold)
+    style = _STYLES.get(key)
+    if style is None:
+        style = _STYLES[key] = Style(color=theme_color(app, variable), bold=bold)
+    return style
 
 
 def styled(app: App[object], text: str, variable: str, bold: bool = False) -> Text:
