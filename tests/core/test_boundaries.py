@@ -41,3 +41,13 @@ def test_twolane_add_path_imports_no_textual_or_http_server():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_import_linter_contract_is_kept():
+    """pyproject's import-linter contract: console.core never imports textual or the UI."""
+    import shutil
+
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe, "import-linter is part of the test extra"
+    result = subprocess.run([exe], capture_output=True, text=True, cwd=CORE.parent.parent)
+    assert result.returncode == 0 and "1 kept, 0 broken" in result.stdout, result.stdout + result.stderr
