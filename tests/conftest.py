@@ -3,10 +3,12 @@ and a way to run the real `twolane` command."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,20 @@ def run_twolane(*args: str, env: dict[str, str] | None = None, timeout: float = 
 @pytest.fixture
 def twolane():
     return run_twolane
+
+
+@contextlib.contextmanager
+def serving(home: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real `twolane serve` owner on ``home``, stopped with SIGTERM afterwards."""
+    from tests.helpers import until_sync
+
+    proc = subprocess.Popen([sys.executable, "-m", "console", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))  # fmt: skip
+    until_sync(lambda: (home / "control.sock").exists() or proc.poll() is not None, what="socket")
+    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)

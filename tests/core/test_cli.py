@@ -13,24 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_twolane
+from tests.conftest import run_twolane, serving
 from tests.helpers import until_sync
 
 
 @pytest.fixture
 def serve(home: Path) -> Iterator[subprocess.Popen[str]]:
     """A real `twolane serve` owner on the test's data dir."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "console", "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ),
-    )  # fmt: skip
-    until_sync(lambda: (home / "control.sock").exists() or proc.poll() is not None, what="socket")
-    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with serving(home) as proc:
+        yield proc
 
 
 def add(*args: str) -> str:

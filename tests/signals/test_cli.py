@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_twolane
+from tests.conftest import run_twolane, serving
 from tests.helpers import until_sync
 from tests.signals.conftest import llama_like
 
@@ -70,14 +68,8 @@ def serve(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
         "swap_growth_mb = 1000000.0\nheavy_process_patterns = []\nheavy_process_mem_share = 1.0\n"
         "memory_headroom_gb = 0.0\n"
     )
-    proc = subprocess.Popen([sys.executable, "-m", "console", "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ))  # fmt: skip
-    until_sync(lambda: (home / "control.sock").exists() or proc.poll() is not None, what="socket")
-    assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-    yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    with serving(home) as proc:
+        yield proc
 
 
 @pytest.mark.e2e
