@@ -53,7 +53,7 @@ def state(app: TwolaneApp, job_id: str) -> str | None:
 async def add(app: TwolaneApp, *argv: str, lane: str = "local", **kw: Any) -> str:
     assert app.session is not None
     job = await app.session.add({"command": list(argv), "lane": lane, "cwd": "/", **kw})
-    await until(lambda: job["id"] in app.main.table._cells, what=f"row {job['id']}")
+    await until(lambda: job["id"] in app.main.table.ids, what=f"row {job['id']}")
     return job["id"]
 
 
@@ -198,17 +198,17 @@ async def test_filter_and_lane_filter(home: Path) -> None:
         b = await add(app, "true", name="beta", lane="remote")
         table = app.main.table
         await pilot.press("slash", *"alp")
-        await until(lambda: set(table._cells) == {a}, what="text filter")
+        await until(lambda: set(table.ids) == {a}, what="text filter")
         await pilot.press("q")  # typing: q goes into the filter, the app stays
         assert app.is_running and table.text_filter == "alpq"
         await pilot.press("escape")
-        await until(lambda: set(table._cells) == {a, b}, what="filter cleared")
+        await until(lambda: set(table.ids) == {a, b}, what="filter cleared")
         await pilot.press("l")
-        await until(lambda: set(table._cells) == {a})
+        await until(lambda: set(table.ids) == {a})
         await pilot.press("l")
-        await until(lambda: set(table._cells) == {b})
+        await until(lambda: set(table.ids) == {b})
         await pilot.press("l")
-        await until(lambda: set(table._cells) == {a, b})
+        await until(lambda: set(table.ids) == {a, b})
 
 
 def rich_text(renderable: Any) -> str:

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from console.client import OwnerGone
 from console.core.errors import UserError
@@ -177,11 +177,11 @@ class MainScreen(Screen[None]):
             return
         pane.feed(job_id, data)
 
-    @on(DataTable.RowHighlighted, "#queue")
+    @on(QueueTable.Highlighted)
     def _highlighted(self) -> None:
         self._draw_running()
 
-    @on(DataTable.RowSelected, "#queue")
+    @on(QueueTable.Selected)
     def _selected(self) -> None:
         self.run_worker(self.action_details(), group="details", exclusive=True)
 
