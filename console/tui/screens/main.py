@@ -162,7 +162,8 @@ class MainScreen(Screen[None]):
         now = self.tapp.now()
         self.table.tick(now)
         self._draw_running()
-        self._fetch_tail()
+        if self.query_one(RunningPane).tail_id is not None:
+            self._fetch_tail()
 
     @work(group="tail", exclusive=True)
     async def _fetch_tail(self) -> None:

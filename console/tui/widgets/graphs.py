@@ -119,6 +119,7 @@ class GraphsPane(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.samples: Sequence[dict[str, Any]] = ()
+        self._shown: Text | None = None
 
     def show(self, samples: Sequence[dict[str, Any]]) -> None:
         self.samples = samples
@@ -132,7 +133,7 @@ class GraphsPane(Static):
         text = Text(no_wrap=True, overflow="ellipsis")
         if not self.samples:
             text.append("waiting for the first sample…", style=theme_style(self.app, "text-muted"))
-            self.update(text)
+            self._draw(text)
             return
         for i, m in enumerate(metrics(self.samples)):
             if i:
@@ -144,4 +145,11 @@ class GraphsPane(Static):
             text.append("\n")
             text.append(sparkline(bucket(self.samples, m.key, width), width, m.top),
                         style=theme_style(self.app, "error" if m.over else "primary"))  # fmt: skip
-        self.update(text)
+        self._draw(text)
+
+    def _draw(self, text: Text) -> None:
+        # A sample a second mostly leaves the picture as it was (each column covers
+        # ~20 s): repaint only what changed. The pane's size never follows its text.
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)

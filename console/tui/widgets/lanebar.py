@@ -12,6 +12,8 @@ from console.tui.widgets.colors import CLASS_VARIABLE, theme_style
 
 
 class LaneBar(Static):
+    _shown: Text | None = None
+
     def show(self, status: dict[str, Any], mode: str, note: str = "") -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f" {mode} ", style=theme_style(self.app, "accent", bold=True))
@@ -21,4 +23,6 @@ class LaneBar(Static):
         if note:
             text.append(" │ ", style=theme_style(self.app, "text-muted"))
             text.append(note, style=theme_style(self.app, "warning", bold=True))
-        self.update(text)
+        if text != self._shown:  # one line, always: no layout pass
+            self._shown = text
+            self.update(text, layout=False)

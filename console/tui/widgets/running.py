@@ -37,6 +37,7 @@ class RunningPane(Vertical):
         self.tail_id: str | None = None
         self.tail_offset = 0
         self._pending = b""
+        self._shown: Text | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="running-jobs")
@@ -58,7 +59,11 @@ class RunningPane(Vertical):
             if progress:
                 text.append(progress + " ", style=theme_style(self.app, "success"))
             text.append(job.get("name") or job.get("command") or "")
-        self.query_one("#running-jobs", Static).update(text)
+        if text != self._shown:  # called every tick: repaint only when a second ticked
+            # The list's height follows its line count: lay out only when that changed.
+            relayout = self._shown is None or len(self._shown.split()) != len(text.split())
+            self._shown = text
+            self.query_one("#running-jobs", Static).update(text, layout=relayout)
 
     def follow(self, job_id: str | None) -> bool:
         """Tail ``job_id`` from now on; True when that is a change (the log restarts)."""
