@@ -1,5 +1,5 @@
-"""The one table of console commands. It feeds the key bindings (and so the footer),
-the help screen and the command palette, so the three never drift apart."""
+"""The one table of console commands. It feeds the key bindings, the footer (KeyBar),
+the help screen and the command palette, so the four never drift apart."""
 
 from __future__ import annotations
 
@@ -22,18 +22,18 @@ class Command:
     action: str  # action on the main screen
     title: str
     help: str
-    footer: bool = True
+    group: str = ""  # a narrow footer shows a group's keys under one word: "+/- Pri"
 
 
 COMMANDS: tuple[Command, ...] = (
     Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: command, lane, priority, name, timeout, retry"),
     Command("cancel", "c", "cancel", "Cancel", "Cancel the selected job (asks first)"),
-    Command("priority_up", "plus", "priority(1)", "Pri+", "Raise the selected queued job's priority"),
-    Command("priority_down", "minus", "priority(-1)", "Pri-", "Lower the selected queued job's priority", footer=False),
+    Command("priority_up", "plus", "priority(1)", "Pri+", "Raise the selected queued job's priority", group="Pri"),
+    Command("priority_down", "minus", "priority(-1)", "Pri-", "Lower the selected queued job's priority", group="Pri"),
     Command("retry", "r", "retry", "Retry", "Queue the selected finished job again"),
-    Command("details", "enter", "details", "Info", "The selected job: full log, timings, attempts, exit code", footer=False),
-    Command("pause", "p", "pause_lane", "Pause", "Pause or resume the selected job's lane"),
-    Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", footer=False),
+    Command("details", "enter", "details", "Info", "The selected job: full log, timings, attempts, exit code"),
+    Command("pause", "p", "pause_lane", "Pause", "Pause or resume the selected job's lane", group="Pause"),
+    Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", group="Pause"),
     Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)"),
     Command("lane_filter", "l", "cycle_lane", "Lane", "Cycle the lane filter: all, local, remote"),
     Command("help", "question_mark", "help", "Help", "Show every key"),
@@ -46,8 +46,7 @@ _DISPLAY = {"plus": "+", "minus": "-", "slash": "/", "question_mark": "?", "ente
 def bindings() -> list[Binding]:
     """The main screen's bindings, each with an id so `ui.keymap` can remap it."""
     return [
-        Binding(c.key, c.action, c.title, show=c.footer, id=c.id,
-                key_display=_DISPLAY.get(c.key))
+        Binding(c.key, c.action, c.title, id=c.id, key_display=_DISPLAY.get(c.key))
         for c in COMMANDS
     ]  # fmt: skip
 

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from console.client import OwnerGone
 from console.core.errors import UserError
@@ -23,6 +23,7 @@ from console.tui.screens.details import DetailsScreen
 from console.tui.screens.enqueue import EnqueueScreen
 from console.tui.screens.help import HelpScreen
 from console.tui.widgets.graphs import GraphsPane
+from console.tui.widgets.keybar import KeyBar
 from console.tui.widgets.lanebar import LaneBar
 from console.tui.widgets.queue import QueueTable
 from console.tui.widgets.running import RunningPane
@@ -70,7 +71,7 @@ class MainScreen(Screen[None]):
                 yield RunningPane(id="running")
                 yield GraphsPane(id="graphs")
                 yield ViolationsTable(id="violations")
-        yield Footer(compact=True)
+        yield KeyBar(self.tapp.keymap, id="keys")
 
     def on_mount(self) -> None:
         self.query_one("#running").border_title = "Running"
