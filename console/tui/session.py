@@ -12,13 +12,15 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from console.core import events, paths
 from console.core.config import Config
 from console.core.models import JobState, Lane
-from console.tui.sampler import FallbackSampler
+
+if TYPE_CHECKING:
+    from console.core.signals.sampler import Sampler
 
 Event = tuple[str, dict[str, Any]]
 KINDS = {events.JOB, events.LANES, events.VIOLATION, events.SAMPLE}
@@ -47,6 +49,21 @@ def _ref(job_id: str) -> str:
     return quote(job_id, safe="")
 
 
+def local_sampler(home: Path, config: Config, **kwargs: Any) -> Sampler:
+    """The core sampler reading this machine, for the graphs when the owner samples
+    nothing (an owner without the signals extension): no process scan, no gates."""
+    from console.core.signals.gates import Thresholds
+    from console.core.signals.sampler import Sampler
+    from console.core.signals.sources import SystemSource
+
+    class NoGates(Thresholds):
+        def for_sample(self) -> dict[str, float]:
+            return {}  # nothing enforces gates here: the graphs draw no limit lines
+
+    source = SystemSource([str(home)], [], top=0)
+    return Sampler(source, NoGates(), interval=float(config.get("signals.interval")), **kwargs)
+
+
 class OwnerSession:
     """The console is the owner: scheduler, control socket and extensions run here."""
 
@@ -56,20 +73,21 @@ class OwnerSession:
         from console.owner import Owner
 
         self.home = home
+        self.config = config
         self.owner = owner or Owner(home, config)
-        self._fallback: FallbackSampler | None = None
+        self._local: Sampler | None = None
         self._paused_by_us: list[Lane] = []
         self.closing = False
 
     async def start(self) -> None:
         await self.owner.start()
         if getattr(self.owner, "sampler", None) is None:
-            # No signals feature yet: sample here and publish like it would, so attached
-            # consoles see the same graphs.
-            bus = self.owner.bus
-            self._fallback = FallbackSampler(lambda s: bus.publish(events.SAMPLE, s))
-            self.owner.sampler = self._fallback
-            await self._fallback.start()
+            # An owner without the signals extension: sample here and publish like it
+            # would, so this console and attached ones still draw the graphs.
+            self._local = local_sampler(self.home, self.config, clock=self.owner.clock,
+                                        bus=self.owner.bus)  # fmt: skip
+            self.owner.sampler = self._local
+            self._local.start()
 
     @property
     def scheduler(self) -> Any:
@@ -152,8 +170,8 @@ class OwnerSession:
             for job in list(self.scheduler.running()):
                 if job.state is JobState.RUNNING:
                     await self.scheduler.cancel(job.id)
-        if self._fallback is not None:
-            await self._fallback.stop()
+        if self._local is not None:
+            await self._local.stop()
         await self.scheduler.stop()  # nothing starts from here on
         if self._paused_by_us:  # our pause for "wait" was not the user's: undo it on disk
             await self.scheduler.resume(self._paused_by_us)
@@ -165,12 +183,13 @@ class AttachedSession:
 
     mode = "attached"
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, config: Config) -> None:
         import httpx
 
         from console.client import AsyncControlClient
 
         self.home = home
+        self.config = config
         sock = paths.socket_path(home)
         self.client = AsyncControlClient(sock)
         # Logs are plain text, so they need a raw response rather than JSON.
@@ -178,7 +197,7 @@ class AttachedSession:
             transport=httpx.AsyncHTTPTransport(uds=str(sock)), base_url="http://twolane",
             timeout=30.0,
         )  # fmt: skip
-        self._fallback: FallbackSampler | None = None
+        self._local: Sampler | None = None
         self._local_samples: asyncio.Queue[dict[str, Any]] = asyncio.Queue(100)
 
     async def start(self) -> None:
@@ -188,8 +207,9 @@ class AttachedSession:
         if not await self._owner_samples():
             # The owner samples nothing (no signals feature, headless): the socket is
             # local, so this machine's own readings are the owner's readings.
-            self._fallback = FallbackSampler(self._local_sample)
-            await self._fallback.start()
+            self._local = local_sampler(self.home, self.config)
+            self._local.add_listener(self._local_sample)
+            self._local.start()
         stream = self.client.events(sorted(KINDS), snapshot=True)
         pending: dict[str, asyncio.Task[Any]] = {}
         try:
@@ -215,7 +235,7 @@ class AttachedSession:
             with contextlib.suppress(Exception):
                 await stream.aclose()
 
-    def _local_sample(self, sample: dict[str, Any]) -> None:
+    async def _local_sample(self, sample: dict[str, Any]) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             self._local_samples.put_nowait(sample)
 
@@ -263,8 +283,8 @@ class AttachedSession:
         return resp.content if resp.status_code == 200 else b""
 
     async def samples(self, seconds: float = GRAPH_SECONDS) -> list[dict[str, Any]]:
-        if self._fallback is not None:
-            return self._fallback.history(seconds)
+        if self._local is not None:
+            return self._local.history(seconds)
         from console.core.errors import UserError
 
         try:
@@ -275,8 +295,8 @@ class AttachedSession:
 
     async def close(self, running: str = "leave") -> None:
         """Leave the owner running; only this console's connections close."""
-        if self._fallback is not None:
-            await self._fallback.stop()
+        if self._local is not None:
+            await self._local.stop()
         await self.client.aclose()
         await self._raw.aclose()
 
@@ -289,7 +309,7 @@ async def open_session(home: Path, config: Config, *, attach_only: bool = False)
     last: OwnerRunning | None = None
     for _ in range(3):
         if await asyncio.to_thread(owner_client, home, 5.0) is not None:
-            session: Session = AttachedSession(home)
+            session: Session = AttachedSession(home, config)
             await session.start()
             return session
         if attach_only:

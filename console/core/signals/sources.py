@@ -112,6 +112,8 @@ class SystemSource:
                 "pressure": "normal", "pressure_pct": None}  # fmt: skip
 
     def _processes(self) -> list[dict[str, Any]]:
+        if not self.top and not self.patterns:  # nothing to keep: skip the walk
+            return []
         procs = []
         for proc in psutil.process_iter(["pid", "name", "cmdline", "memory_info"]):
             info = proc.info
