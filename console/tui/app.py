@@ -26,7 +26,7 @@ from console.tui.commands import Command, ConsoleCommands, check_keymap
 from console.tui.model import ConsoleModel
 from console.tui.screens.main import Changed, MainScreen
 from console.tui.screens.quit import QuitScreen
-from console.tui.session import GRAPH_SECONDS, Session, open_session
+from console.tui.session import GRAPH_SECONDS, Session, open_session, stored_snapshot
 from console.tui.themes import DEFAULT_THEME, SHIPPED_DIR, load_themes
 
 SessionFactory = Callable[[], Awaitable[Session]]
@@ -219,6 +219,15 @@ def build_app(
                       user_theme_dir=home / "themes", on_ready=on_ready)  # fmt: skip
 
 
+def preload(app: TwolaneApp, home: Path) -> None:
+    """Put what the database holds in the model before the app starts, so the first frame
+    shows the jobs; the session's snapshot replaces it a moment later (owner start-up
+    takes ~0.5 s). Call outside any event loop."""
+    snapshot = asyncio.run(stored_snapshot(home, app.config))
+    if snapshot is not None:
+        app.model.apply("snapshot", snapshot)
+
+
 async def add_demo_jobs(session: Session) -> None:
     """A few harmless jobs in both lanes so a newcomer sees the lanes at work."""
     for payload in DEMO_JOBS:
@@ -236,5 +245,6 @@ def run(args: Any) -> int:
         print(f"twolane: demo data dir {tmp} removed")
         return int(code or 0)
     app = build_app(attach_only=bool(os.environ.get(ATTACH_ONLY_ENV)))
+    preload(app, paths.data_dir())
     code = app.run()
     return int(code or 0)

@@ -301,6 +301,59 @@ class AttachedSession:
         await self._raw.aclose()
 
 
+FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+
+
+async def stored_snapshot(home: Path, config: Config) -> dict[str, Any] | None:
+    """What the database holds, shaped like the owner's snapshot (the newest 200 finished
+    jobs, the live ones, paused lanes, violations), so the first frame shows the jobs
+    while the session opens. None when there is no database or it cannot be read (the
+    owner will say why)."""
+    import aiosqlite
+
+    from console.core.store import SCHEMA_VERSION, Store
+
+    db = paths.db_path(home)
+    if not db.exists():
+        return None
+    try:  # read-only, and only the schema this twolane knows: migrating is the owner's job
+        conn = await aiosqlite.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    except Exception:
+        return None
+    store = Store(conn, db)
+    try:
+        if await store.schema_version() != SCHEMA_VERSION:
+            return None
+        finished = await store.list_jobs(FINISHED_STATES, limit=200, newest_first=True)
+        live = await store.list_jobs([JobState.RUNNING, JobState.QUEUED])
+        paused = await store.paused_lanes()
+        violations = await store.list_violations(limit=200)
+    except Exception:
+        return None
+    finally:
+        await store.close()
+    status: dict[str, Any] = {"turn": None}
+    for lane in Lane:
+        mine = [j for j in live if j.lane is lane]
+        status[str(lane)] = {
+            "running": sum(1 for j in mine if j.state is JobState.RUNNING),
+            "queued": sum(1 for j in mine if j.state is JobState.QUEUED),
+            "cap": 1 if lane is Lane.LOCAL else int(config.get("lanes.remote.concurrency")),
+            "paused": paused[lane], "held": None,
+        }  # fmt: skip
+    return {"jobs": [j.to_dict() for j in (*reversed(finished), *live)], "status": status,
+            "violations": [v.to_dict() for v in violations]}  # fmt: skip
+
+
+def _import_owner() -> None:
+    """The owner's modules (aiohttp and the rest, ~0.3-0.6 s), imported off the event
+    loop so the console keeps drawing and taking keys meanwhile."""
+    import console.api.control
+    import console.api.gateway
+    import console.core.signals.extension
+    import console.owner  # noqa: F401
+
+
 async def open_session(home: Path, config: Config, *, attach_only: bool = False) -> Session:
     """Attach when an owner answers on the socket, else become the owner."""
     from console.client import owner_client
@@ -316,6 +369,7 @@ async def open_session(home: Path, config: Config, *, attach_only: bool = False)
             from console.core.errors import UserError
 
             raise UserError(f"no owner runs for {home}; start one with `twolane serve`")
+        await asyncio.to_thread(_import_owner)
         owned = OwnerSession(home, config)
         try:
             await owned.start()
