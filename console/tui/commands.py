@@ -23,6 +23,8 @@ class Command:
     title: str
     help: str
     group: str = ""  # a narrow footer shows a group's keys under one word: "+/- Pri"
+    # Runs as the key arrives, before keys behind it are routed (they go to the box it opens).
+    priority: bool = False
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -34,7 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("details", "enter", "details", "Info", "The selected job: full log, timings, attempts, exit code"),
     Command("pause", "p", "pause_lane", "Pause", "Pause or resume the selected job's lane", group="Pause"),
     Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", group="Pause"),
-    Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)"),
+    Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)", priority=True),
     Command("lane_filter", "l", "cycle_lane", "Lane", "Cycle the lane filter: all, local, remote"),
     Command("help", "question_mark", "help", "Help", "Show every key"),
     Command("quit", "q", "quit", "Quit", "Quit (an owner console asks about running jobs)"),
@@ -46,7 +48,8 @@ _DISPLAY = {"plus": "+", "minus": "-", "slash": "/", "question_mark": "?", "ente
 def bindings() -> list[Binding]:
     """The main screen's bindings, each with an id so `ui.keymap` can remap it."""
     return [
-        Binding(c.key, c.action, c.title, id=c.id, key_display=_DISPLAY.get(c.key))
+        Binding(c.key, c.action, c.title, id=c.id, key_display=_DISPLAY.get(c.key),
+                priority=c.priority)
         for c in COMMANDS
     ]  # fmt: skip
 

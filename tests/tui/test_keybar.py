@@ -70,3 +70,25 @@ def test_the_narrowest_form_fits_80_columns_with_every_key() -> None:
     assert {c.action for c in COMMANDS if not c.group} | {"priority(1)", "pause_lane"} == {
         action for _, _, action in items
     }
+
+
+async def test_keys_typed_right_after_slash_go_into_the_filter(home: Path) -> None:
+    """A terminal delivers '/r' in one read: the 'r' is text, not the retry key."""
+    from textual import events
+
+    app = fake_app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: isinstance(app.screen, MainScreen) and app.main.table.row_count == 7)
+        for key, char in (("slash", "/"), ("r", "r"), ("e", "e")):
+            app.post_message(events.Key(key, char))
+        await until(lambda: app.main.table.text_filter == "re", what="'re' in the filter")
+        await pilot.pause()
+        assert app.fake.calls == []  # type: ignore[attr-defined]
+
+
+async def test_the_filter_key_is_text_inside_the_filter(home: Path) -> None:
+    app = fake_app(home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: isinstance(app.screen, MainScreen) and app.main.table.row_count == 7)
+        await pilot.press("slash", "a", "slash", "b")
+        await until(lambda: app.main.table.text_filter == "a/b", what="'a/b' in the filter")

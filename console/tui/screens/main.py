@@ -288,10 +288,16 @@ class MainScreen(Screen[None]):
             await self._call(self.tapp.session.pause(target),
                              f"paused {target}: running jobs finish, nothing new starts")  # fmt: skip
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The filter key is a priority binding; in the filter box it is just text.
+        return not (action == "filter" and isinstance(self.focused, Input))
+
     def action_filter(self) -> None:
         box = self.query_one(FilterInput)
         box.add_class("shown")
-        box.focus()
+        # Now, not after a refresh: keys typed right behind "/" are text for the box,
+        # not commands (a terminal often delivers "/re" in one read).
+        self.set_focus(box)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
