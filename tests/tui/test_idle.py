@@ -33,7 +33,9 @@ def updates(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return counts
 
 
-async def test_ticks_and_unchanged_samples_repaint_nothing(home: Path, updates: dict[str, int]) -> None:
+async def test_ticks_and_unchanged_samples_repaint_nothing(
+    home: Path, updates: dict[str, int]
+) -> None:
     app = fake_app(home)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(lambda: isinstance(app.screen, MainScreen) and app.main.table.row_count == 7)

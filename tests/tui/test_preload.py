@@ -29,7 +29,12 @@ async def seed(home: Path, finished: int, queued: int) -> list[str]:
         job = new_job(["true"], lane="local" if i % 2 else "remote", now=now - 1_000 + i)
         await store.add_job(job)
         if i < finished:
-            job.state, job.started_at, job.finished_at, job.exit_code = JobState.SUCCEEDED, now - 5, now - 4 + i, 0
+            job.state, job.started_at, job.finished_at, job.exit_code = (
+                JobState.SUCCEEDED,
+                now - 5,
+                now - 4 + i,
+                0,
+            )
             await store.save_job(job)
         ids.append(job.id)
     await store.set_paused([Lane.LOCAL], True)
@@ -43,7 +48,13 @@ async def test_stored_snapshot_reads_what_the_owner_would_show(home: Path) -> No
     assert snap is not None
     shown = {j["id"] for j in snap["jobs"]}
     assert shown == set(ids[50:])  # the newest 200 finished and every queued job
-    assert snap["status"]["local"] == {"running": 0, "queued": 3, "cap": 1, "paused": True, "held": None}
+    assert snap["status"]["local"] == {
+        "running": 0,
+        "queued": 3,
+        "cap": 1,
+        "paused": True,
+        "held": None,
+    }
     assert snap["status"]["remote"]["queued"] == 4 and not snap["status"]["remote"]["paused"]
 
 
