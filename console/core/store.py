@@ -30,141 +30,23 @@ from typing import Any
 import aiosqlite
 
 from console.core.errors import NotFound, UserError
-from console.core.models import Job, JobSpec, JobState, Lane, Severity, Violation
-
-# Each entry migrates from version i to i+1. Never edit a shipped entry: append.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        name TEXT NOT NULL DEFAULT '',
-        lane TEXT NOT NULL CHECK (lane IN ('local', 'remote')),
-        kind TEXT NOT NULL DEFAULT 'shell',
-        priority INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
-        spec TEXT NOT NULL,
-        retries INTEGER NOT NULL DEFAULT 0,
-        retry_on_interrupt INTEGER NOT NULL DEFAULT 0,
-        force INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        exit_code INTEGER,
-        error TEXT,
-        log_path TEXT,
-        held_reason TEXT,
-        pid INTEGER,
-        pid_start REAL,
-        meta TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX jobs_by_state ON jobs (state, lane, priority DESC, seq);
-    CREATE INDEX jobs_by_seq ON jobs (seq);
-    CREATE TABLE attempts (
-        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-        n INTEGER NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        state TEXT,
-        exit_code INTEGER,
-        error TEXT,
-        pid INTEGER,
-        PRIMARY KEY (job_id, n)
-    );
-    CREATE TABLE lanes (
-        lane TEXT PRIMARY KEY,
-        paused INTEGER NOT NULL DEFAULT 0
-    );
-    INSERT INTO lanes (lane, paused) VALUES ('local', 0), ('remote', 0);
-    CREATE TABLE violations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        rule TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        message TEXT NOT NULL,
-        reading REAL,
-        threshold REAL,
-        job_ids TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX violations_by_at ON violations (at);
-    """,
-    # v2: the attempt row is written by the same statement that ends the attempt, so a
-    # finished job costs one round trip and the two can never disagree after a crash.
-    """
-    CREATE TRIGGER attempt_ended AFTER UPDATE OF state ON jobs
-    WHEN OLD.state = 'running' AND NEW.state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
-    BEGIN
-        INSERT INTO attempts (job_id, n, started_at, finished_at, state, exit_code, error, pid)
-        VALUES (NEW.id, NEW.attempts, NEW.started_at, NEW.finished_at, NEW.state,
-                NEW.exit_code, NEW.error, NEW.pid)
-        ON CONFLICT (job_id, n) DO UPDATE SET finished_at = excluded.finished_at,
-            state = excluded.state, exit_code = excluded.exit_code, error = excluded.error,
-            pid = excluded.pid;
-    END;
-    """,
-]
+from console.core.models import Job, JobState, Lane, Severity, Violation
+from console.core.schema import (
+    ADD_SQL,
+    BUSY_TIMEOUT_MS,
+    JOB_COLUMNS,
+    MIGRATIONS,
+    SAVE_SQL,
+    SCHEMA_VERSION,
+    is_busy,
+    job_params,
+    row_to_job,
+    save_params,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = len(MIGRATIONS)
-BUSY_TIMEOUT_MS = 30_000
 CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
-
-_JOB_COLUMNS = (
-    "id, seq, name, lane, kind, priority, state, spec, retries, retry_on_interrupt, force, "
-    "attempts, created_at, started_at, finished_at, exit_code, error, log_path, held_reason, "
-    "pid, pid_start, meta"
-)
-
-
-def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (
-        id_, seq, name, lane, kind, priority, state, spec, retries, retry_on_interrupt, force,
-        attempts, created_at, started_at, finished_at, exit_code, error, log_path, held_reason,
-        pid, pid_start, meta,
-    ) = tuple(row)
-    return Job(
-        id=id_, seq=seq, name=name, lane=Lane(lane), kind=kind, priority=priority,
-        state=JobState(state), spec=JobSpec.from_dict(json.loads(spec)), retries=retries,
-        retry_on_interrupt=bool(retry_on_interrupt), force=bool(force), attempts=attempts,
-        created_at=created_at, started_at=started_at, finished_at=finished_at,
-        exit_code=exit_code, error=error, log_path=log_path, held_reason=held_reason,
-        pid=pid, pid_start=pid_start, meta=json.loads(meta or "{}"),
-    )  # fmt: skip
-
-
-def _job_params(job: Job) -> tuple[Any, ...]:
-    return (
-        job.id, job.seq, job.name, str(job.lane), job.kind, job.priority, str(job.state),
-        json.dumps(job.spec.to_dict()), job.retries, int(job.retry_on_interrupt),
-        int(job.force), job.attempts, job.created_at, job.started_at, job.finished_at,
-        job.exit_code, job.error, job.log_path, job.held_reason, job.pid, job.pid_start,
-        json.dumps(job.meta),
-    )  # fmt: skip
-
-
-# What a job's life changes; id, name, lane, kind, spec and created_at are fixed at add.
-_MUTABLE = (
-    "seq", "priority", "state", "retries", "retry_on_interrupt", "force", "attempts",
-    "started_at", "finished_at", "exit_code", "error", "log_path", "held_reason", "pid",
-    "pid_start", "meta",
-)  # fmt: skip
-_SAVE_SQL = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in _MUTABLE)} WHERE id = ?"
-_ADD_SQL = (
-    f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES "
-    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-    " ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"
-)
-
-
-def _save_params(job: Job) -> tuple[Any, ...]:
-    return (
-        job.seq, job.priority, str(job.state), job.retries, int(job.retry_on_interrupt),
-        int(job.force), job.attempts, job.started_at, job.finished_at, job.exit_code,
-        job.error, job.log_path, job.held_reason, job.pid, job.pid_start,
-        json.dumps(job.meta) if job.meta else "{}", job.id,
-    )  # fmt: skip
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
@@ -181,14 +63,6 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         await db.executescript(
             f"BEGIN IMMEDIATE; {MIGRATIONS[target]}; PRAGMA user_version={target + 1}; COMMIT;"
         )
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc)
-    return "locked" in text or "busy" in text
 
 
 class Store:
@@ -251,7 +125,7 @@ class Store:
             try:
                 return self._run(sql, params)
             except sqlite3.OperationalError as exc:
-                if not _busy(exc):
+                if not is_busy(exc):
                     raise
         self._slow_writes += 1
         try:
@@ -270,7 +144,7 @@ class Store:
                     return self._w.execute(sql, params).fetchone()
                 except sqlite3.OperationalError as exc:
                     # A stale WAL snapshot is answered BUSY without waiting: try again.
-                    if not _busy(exc) or time.monotonic() > deadline:
+                    if not is_busy(exc) or time.monotonic() > deadline:
                         raise
                     time.sleep(0.01)
         finally:
@@ -310,32 +184,32 @@ class Store:
 
     async def add_job(self, job: Job) -> Job:
         """Insert a new job at the tail of the FIFO order; committed on return."""
-        params = _job_params(job)
-        row = await self._write(_ADD_SQL, (params[0], *params[2:]))
+        params = job_params(job)
+        row = await self._write(ADD_SQL, (params[0], *params[2:]))
         job.seq = int(row[0])
         return job
 
     async def save_job(self, job: Job) -> None:
         """Write every field a job's life changes (its spec and identity never change)."""
-        await self._write(_SAVE_SQL, _save_params(job))
+        await self._write(SAVE_SQL, save_params(job))
 
     async def get_job(self, ref: str) -> Job:
         """A job by id, or by a unique id prefix (at least 2 characters)."""
         ref = ref.strip().lower()
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)
         ) as cur:
             row = await cur.fetchone()
         if row:
-            return _row_to_job(row)
+            return row_to_job(row)
         if len(ref) >= 2:
             async with self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                 (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
             ) as cur:
                 rows = list(await cur.fetchall())
             if len(rows) == 1:
-                return _row_to_job(rows[0])
+                return row_to_job(rows[0])
             if len(rows) > 1:
                 raise UserError(f"job id '{ref}' is ambiguous; type more of it (see `twolane ls`)")
         raise NotFound(f"no job '{ref}'; list the jobs with `twolane ls`")
@@ -355,7 +229,7 @@ class Store:
         if lane:
             where.append("lane = ?")
             params.append(str(lane))
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
@@ -363,7 +237,7 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         async with self._db.execute(sql, params) as cur:
             rows = await cur.fetchall()
-        return [_row_to_job(r) for r in rows]
+        return [row_to_job(r) for r in rows]
 
     async def count_jobs(self) -> dict[str, int]:
         async with self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:

@@ -3,6 +3,7 @@ with an owner (through the control socket) the commands behave the same."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -173,3 +174,39 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path):
     Path(os.environ["TWOLANE_CONFIG"]).write_text("[lanes.remote]\nconcurrency = 'five'\n")
     result = run_twolane("ls")
     assert result.returncode == 2 and "must be int" in result.stderr
+
+
+def test_a_command_parses_the_same_with_only_its_own_parser_built():
+    """`twolane add` builds only the `add` sub-parser; nothing else may change."""
+    from console import cli
+
+    full = cli.build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == cli._CORE_COMMANDS.union(*cli.COMMAND_MODULES.values())
+    samples = [
+        ["add", "--lane", "remote", "--priority", "3", "--", "echo", "hi"],
+        ["ls", "--state", "queued", "--json"],
+        ["pause", "all"],
+        ["wait", "abc", "--timeout", "5"],
+        ["config", "show", "--json"],
+        ["pull", "llama3:8b"],
+        ["gates", "--json"],
+        ["ladder", "show", "latest"],
+    ]
+    for argv in samples:
+        lazy = cli.build_parser(argv[0])
+        lazy_sub = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(lazy_sub.choices) == [argv[0]]
+        a, b = vars(full.parse_args(argv)), vars(lazy.parse_args(argv))
+        assert a.keys() == b.keys() and all(
+            a[k] == b[k] or callable(a[k]) and a[k].__name__ == b[k].__name__ for k in a
+        ), (argv, a, b)
+
+
+def test_help_and_typos_still_list_every_command(twolane):
+    out = twolane("--help")
+    assert out.returncode == 0
+    for command in ("add", "serve", "ladder", "pull", "gates", "web"):
+        assert command in out.stdout
+    typo = twolane("ad", "--", "true")
+    assert typo.returncode == 2 and "invalid choice: 'ad'" in typo.stderr and "'add'" in typo.stderr
