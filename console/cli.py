@@ -2,7 +2,8 @@
 server, so scripts can enqueue fast.
 
 Exit codes: 0 success; 1 a job (or wait) did not succeed; 2 bad input (the message names
-the fix); 3 the owner is unavailable or another owner holds the data dir; 124 timed out.
+the fix); 3 the owner is unavailable or another owner holds the data dir; 124 timed out;
+141 the reader of the output went away (``twolane ls | head``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_FAILED, EXIT_USAGE, EXIT_OWNER, EXIT_TIMEOUT = 1, 2, 3, 124
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe closed
 
 # Feature modules that add sub-commands: each has ``register(subparsers)``, and the
 # commands each one registers (so ``twolane add`` imports none of them).
@@ -168,6 +170,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt_fact(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
 def fmt_job_details(job: dict[str, Any]) -> str:
     def ts(t: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
@@ -191,6 +201,11 @@ def fmt_job_details(job: dict[str, Any]) -> str:
     ]
     if job.get("held_reason"):
         lines.append(f"held        {job['held_reason']}")
+    # Kind-specific facts: a request's model, client and sizes, a pull's progress...
+    for label, facts in (("spec", spec.get("extra") or {}), ("details", job.get("meta") or {})):
+        for key in sorted(facts):
+            lines.append(f"{label:<12}{key} = {_fmt_fact(facts[key])}")
+            label = ""
     for a in job.get("attempts_log") or []:
         took = fmt_duration(a["finished_at"] - a["started_at"]) if a["finished_at"] and a["started_at"] else "-"
         lines.append(
@@ -589,7 +604,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`twolane ls | head`): stop quietly, as `cat` would.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except CliError as exc:
         print(f"twolane: {exc}", file=sys.stderr)
         return exc.code
