@@ -15,7 +15,7 @@ from console.core import jobs, paths
 from console.core import store as store_mod
 from console.core.models import JobState, Lane
 from console.core.store import Store
-from tests.helpers import until
+from tests.helpers import LoopTicks, until
 
 HOLD_LOCK = """
 import sqlite3, sys, time
@@ -59,27 +59,18 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(store: Store
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         # Three writes while the lock is held: they must wait, in order, off the loop.
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.005)
-
-        tick_task = asyncio.create_task(ticker())
-        writes = []
-        for priority in (1, 2, 3):
-            job.priority = priority
-            writes.append(asyncio.create_task(store.save_job(job)))
-            await asyncio.sleep(0)  # each write captures its own fields
-        await until(lambda: ticks >= 20, what="the loop ticking while the lock is held")
-        assert not any(w.done() for w in writes)
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        await asyncio.gather(*writes)
-        tick_task.cancel()
+        async with LoopTicks() as ticks:
+            writes = []
+            for priority in (1, 2, 3):
+                job.priority = priority
+                writes.append(asyncio.create_task(store.save_job(job)))
+                await asyncio.sleep(0)  # each write captures its own fields
+            await until(lambda: ticks.count >= 20, what="the loop ticking while the lock is held")
+            assert not any(w.done() for w in writes)
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            await asyncio.gather(*writes)
         assert (await store.get_job(job.id)).priority == 3  # the last write won
         # Once the slow writes have landed, writes take the fast path again.
         job.priority = 9
