@@ -26,7 +26,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: command, lane, priority, name, timeout, retry"),
+    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: a command (lane, priority, name, timeout, retry) or a model pull"),
     Command("cancel", "c", "cancel", "Cancel", "Cancel the selected job (asks first)"),
     Command("priority_up", "plus", "priority(1)", "Pri+", "Raise the selected queued job's priority"),
     Command("priority_down", "minus", "priority(-1)", "Pri-", "Lower the selected queued job's priority", footer=False),
