@@ -36,7 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", footer=False),
     Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)"),
     Command("lane_filter", "l", "cycle_lane", "Lane", "Cycle the lane filter: all, local, remote"),
-    Command("ladder", "L", "ladder", "Ladder", "Ladder runs: per-step table, gates, latency chart; live", footer=False),
+    Command("ladder", "L", "ladder", "Ladder", "Ladder runs: step table, gates and chart, live", footer=False),
     Command("help", "question_mark", "help", "Help", "Show every key"),
     Command("quit", "q", "quit", "Quit", "Quit (an owner console asks about running jobs)"),
 )

@@ -185,7 +185,8 @@ def progress(view: dict[str, Any]) -> tuple[float, str] | None:
 
 
 def status_text(run: LadderRun) -> tuple[str, str]:
-    """One line about the run and a colour class for it."""
+    """A line about the run (a finished one: a second line with each SLO's verdict) and a
+    colour class for it."""
     if run.problem:
         return run.problem, "error"
     job = run.job or {}
@@ -196,7 +197,7 @@ def status_text(run: LadderRun) -> tuple[str, str]:
     if run.state == "running" and not view.get("finished"):
         if not view.get("current"):
             return "starting: asking the server what it is…", "accent"
-        return f"climbing; stops at the knee: {slo_words(view)}", "accent"
+        return f"climbing; stops when {slo_words(view)}", "accent"
     verdicts = view.get("verdicts") or []
     slo = " · ".join(f"{v['rule']} {v['verdict']}" for v in verdicts)
     stopped = view.get("stopped") or ""
@@ -204,14 +205,14 @@ def status_text(run: LadderRun) -> tuple[str, str]:
         stopped = f"{run.state}: {job['error']}"
     knee = view.get("knee")
     style = "error" if knee else ("success" if view.get("finished") else "warning")
-    return (f"{stopped}" + (f"  ({slo})" if slo else "")), style
+    return stopped + (f"\nSLO {slo}" if slo else ""), style
 
 
 def slo_words(view: dict[str, Any]) -> str:
     """The gate a run climbs against, in words."""
     slo = Slo(**(view.get("slo") or {}))
-    return (f"p95 over {slo.p95_ratio:g}x step 1's, errors over {slo.error_rate:.0%}, "
-            f"swap growth over {slo.swap_gb:g} GB")  # fmt: skip
+    return (f"p95 > {slo.p95_ratio:g}x step 1's, errors > {slo.error_rate:.0%} "
+            f"or swap grows > {slo.swap_gb:g} GB")  # fmt: skip
 
 
 def chart_height(rows: int, knee: bool) -> int:

@@ -217,3 +217,9 @@ async def test_pull_from_the_modal_runs_with_a_live_bar(home: Path, slow_ollama:
         await until(lambda: "pull tinyllama" not in running_text(app))
     assert [path for path, _ in slow_ollama.calls] == ["/api/pull"]
     assert slow_ollama.calls[0][1]["model"] == "tinyllama:1.1b"
+
+
+def test_cli_pull_checks_the_model_name_like_the_modal(twolane) -> None:  # type: ignore[no-untyped-def]
+    bad = twolane("pull", "llama 3", "--detach")
+    assert bad.returncode == 2 and "a model name has no spaces" in bad.stderr
+    assert bad.stderr.count("\n") == 1  # one line naming the fix

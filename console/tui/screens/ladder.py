@@ -54,10 +54,11 @@ class LadderScreen(Screen[None]):
         height: 1fr; padding: 0 1;
         border: round $secondary 50%; border-title-color: $text; border-subtitle-color: $text-muted;
     }
-    #ladder-status { height: auto; max-height: 2; text-overflow: ellipsis; }
+    #ladder-status { height: auto; max-height: 2; text-wrap: nowrap; text-overflow: ellipsis; }
     #ladder-progress-row { height: 1; display: none; }
     #ladder-progress-row.shown { display: block; }
     #ladder-progress { width: auto; margin-right: 1; }
+    #ladder-progress Bar { width: 20; }
     #ladder-progress-words { width: 1fr; color: $accent; text-wrap: nowrap; text-overflow: ellipsis; }
     #ladder-steps { height: auto; max-height: 10; scrollbar-size-horizontal: 1; }
     #ladder-chart { height: 1fr; min-height: 6; margin-top: 1; text-wrap: nowrap; }
@@ -206,7 +207,8 @@ class LadderScreen(Screen[None]):
         box.border_title = f"{view.get('model') or run.folder.name}" + (f" at {url}" if url else "")
         box.border_subtitle = str(run.folder)
         words, style = lr.status_text(run)
-        status.update(Text(words, style=theme_style(self.app, CLASS_VARIABLE.get(style, "text"))))
+        status.update(Text(words, style=theme_style(self.app, CLASS_VARIABLE.get(style, "text")),
+                           no_wrap=True, overflow="ellipsis"))  # fmt: skip
         moving = lr.progress(view) if run.live else None
         row.set_class(moving is not None, "shown")
         if moving is not None:
@@ -231,6 +233,10 @@ class LadderScreen(Screen[None]):
         if key == self._chart_key:
             return
         self._chart_key = key
+        if not view.get("steps") and not view.get("finished"):
+            words = "the chart starts once the first step is measured"
+            chart.update(Text(words, style=theme_style(self.app, "text-muted")))
+            return
         chart.update(Text(terminal_chart(view, height), no_wrap=True))
 
     # ---- keys -----------------------------------------------------------------------

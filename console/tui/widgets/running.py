@@ -54,8 +54,9 @@ BAR_FULL, BAR_HALF = "━", "╸"
 
 
 def bar_width(pane_width: int) -> int:
-    """About half the pane, steady: a bar that resized with its words would jump."""
-    return max(10, min(30, (pane_width - 3) // 2))
+    """What the pane leaves after ~40 cells of words, steady: a bar that resized with its
+    words would jump."""
+    return max(8, min(30, pane_width - 40))
 
 
 def progress_bar(fraction: float, width: int) -> tuple[str, str]:
