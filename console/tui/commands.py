@@ -26,7 +26,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: command, lane, priority, name, timeout, retry"),
+    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: a shell command or a model pull"),
     Command("cancel", "c", "cancel", "Cancel", "Cancel the selected job (asks first)"),
     Command("priority_up", "plus", "priority(1)", "Pri+", "Raise the selected queued job's priority"),
     Command("priority_down", "minus", "priority(-1)", "Pri-", "Lower the selected queued job's priority", footer=False),
@@ -36,6 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", footer=False),
     Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)"),
     Command("lane_filter", "l", "cycle_lane", "Lane", "Cycle the lane filter: all, local, remote"),
+    Command("ladder", "L", "ladder", "Ladder", "Ladder runs: step table, gates and chart, live", footer=False),
     Command("help", "question_mark", "help", "Help", "Show every key"),
     Command("quit", "q", "quit", "Quit", "Quit (an owner console asks about running jobs)"),
 )
