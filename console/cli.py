@@ -2,7 +2,8 @@
 server, so scripts can enqueue fast.
 
 Exit codes: 0 success; 1 a job (or wait) did not succeed; 2 bad input (the message names
-the fix); 3 the owner is unavailable or another owner holds the data dir; 124 timed out.
+the fix); 3 the owner is unavailable or another owner holds the data dir; 124 timed out;
+141 the reader of the output went away (``twolane ls | head``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from pathlib import Path
 from typing import Any
 
 EXIT_FAILED, EXIT_USAGE, EXIT_OWNER, EXIT_TIMEOUT = 1, 2, 3, 124
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe closed
 
-# Feature modules that add sub-commands: each has ``register(subparsers)``.
-COMMAND_MODULES: list[str] = ["console.commands.ladder", "console.commands.gateway", "console.commands.signals", "console.commands.web"]
+# Feature modules that add sub-commands: each has ``register(subparsers)``, and the
+# commands each one registers (so ``twolane add`` imports none of them).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "console.commands.ladder": ("ladder",),
+    "console.commands.gateway": ("pull", "serve"),  # and `serve --port`
+    "console.commands.signals": ("gates", "predict"),
+    "console.commands.web": ("web",),
+}
 
 
 class CliError(Exception):
@@ -162,6 +170,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt_fact(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
 def fmt_job_details(job: dict[str, Any]) -> str:
     def ts(t: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
@@ -185,6 +201,11 @@ def fmt_job_details(job: dict[str, Any]) -> str:
     ]
     if job.get("held_reason"):
         lines.append(f"held        {job['held_reason']}")
+    # Kind-specific facts: a request's model, client and sizes, a pull's progress...
+    for label, facts in (("spec", spec.get("extra") or {}), ("details", job.get("meta") or {})):
+        for key in sorted(facts):
+            lines.append(f"{label:<12}{key} = {_fmt_fact(facts[key])}")
+            label = ""
     for a in job.get("attempts_log") or []:
         took = fmt_duration(a["finished_at"] - a["started_at"]) if a["finished_at"] and a["started_at"] else "-"
         lines.append(
@@ -430,7 +451,40 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """Stands in for the parser of a command that is not being run: takes any call."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Skipped]:
+        return lambda *args, **kwargs: self
+
+
+class _OneCommand:
+    """Sub-parsers that build only the command being run.
+
+    Each sub-parser costs argparse about a millisecond (formatter, gettext, the ``-h``
+    action); building all two dozen was a fifth of ``twolane add``'s time."""
+
+    def __init__(self, sub: argparse._SubParsersAction, only: str | None) -> None:  # type: ignore[type-arg]
+        self._sub = sub
+        self._only = only
+
+    @property
+    def choices(self) -> dict[str, argparse.ArgumentParser]:
+        return self._sub.choices
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        if self._only is None or name == self._only:
+            return self._sub.add_parser(name, **kwargs)
+        return _Skipped()
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (``only``) the top level with that one sub-command."""
     parser = argparse.ArgumentParser(
         prog="twolane",
         description="Two lanes for one machine: local work one at a time, remote work "
@@ -442,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true",
                         help="open the console on a throw-away data dir with sample jobs")  # fmt: skip
     parser.set_defaults(func=cmd_console)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = _OneCommand(parser.add_subparsers(dest="command", metavar="COMMAND"), only)
 
     p = sub.add_parser("serve", help="run the scheduler headless, in the foreground")
     p.set_defaults(func=cmd_serve, overrides={})
@@ -522,9 +576,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_config_show)
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for name, commands in COMMAND_MODULES.items():
+        if only is None or only in commands:
+            importlib.import_module(name).register(sub)
     return parser
+
+
+_CORE_COMMANDS = frozenset({
+    "serve", "add", "ls", "show", "logs", "cancel", "priority", "retry", "pause", "resume",
+    "status", "wait", "violations", "config",
+})  # fmt: skip
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    word = _command_word(argv)
+    known = _CORE_COMMANDS.union(*COMMAND_MODULES.values())
+    # No command (the console), help, or a typo: the whole parser lists every command.
+    parser = build_parser(word if word in known else None)
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -532,10 +602,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from console.core.config import ConfigError
     from console.core.errors import OwnerRunning, UserError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`twolane ls | head`): stop quietly, as `cat` would.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except CliError as exc:
         print(f"twolane: {exc}", file=sys.stderr)
         return exc.code

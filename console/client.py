@@ -165,13 +165,15 @@ class DirectBackend:
     mode = "direct"
 
     def __init__(self, home: Path) -> None:
-        import asyncio
-
         self.home = home
-        self._runner = asyncio.Runner()
+        self._runner: Any = None  # an asyncio.Runner, made on the first async call
         self._service: Any = None
 
     def _call(self, name: str, *args: Any) -> Any:
+        if self._runner is None:
+            import asyncio
+
+            self._runner = asyncio.Runner()
         return self._runner.run(self._async_call(name, *args))
 
     async def _async_call(self, name: str, *args: Any) -> Any:
@@ -248,6 +250,19 @@ class DirectBackend:
         return data, str(job.state)
 
     def add(self, payload: dict[str, Any]) -> dict[str, Any]:
+        # One INSERT needs no event loop: scripts that enqueue with no owner running
+        # skip asyncio and aiosqlite (the async path creates or migrates the database).
+        if self._service is None:
+            import time
+
+            from console.core import config
+            from console.core.jobs import job_from_payload
+            from console.core.schema import add_job_now
+
+            job = job_from_payload(payload, time.time())
+            synchronous = config.load().get("store.synchronous")
+            if add_job_now(paths.db_path(self.home), job, synchronous) is not None:
+                return job.to_dict()
         return self._call("add", payload)
 
     def list(self, states: list[str] | None = None, lane: str | None = None) -> list[dict[str, Any]]:
@@ -286,7 +301,8 @@ class DirectBackend:
     def close(self) -> None:
         if self._service is not None:
             self._runner.run(self._service.store.close())
-        self._runner.close()
+        if self._runner is not None:
+            self._runner.close()
 
 
 Backend = ControlClient | DirectBackend

@@ -47,11 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    extra: dict[str, Any] = {"model": args.model}
-    if args.insecure:
-        extra["insecure"] = True
-    payload = {"command": [], "kind": "pull", "lane": "local", "name": f"pull {args.model}",
-               "priority": args.priority, "extra": extra}  # fmt: skip
+    from console.core.pull_job import pull_payload
+
+    payload = pull_payload(args.model, priority=args.priority, insecure=args.insecure)
     backend = _backend()
     try:
         job = backend.add(payload)

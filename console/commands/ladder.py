@@ -237,7 +237,12 @@ def run_spec_file(spec_path: Path) -> int:
 
     from console.core.errors import UserError
     from console.core.ladder.plan import LadderSpec
-    from console.core.ladder.report import write_report
+    from console.core.ladder.report import (
+        PROGRESS_FILE,
+        progress_view,
+        write_progress,
+        write_report,
+    )
     from console.core.ladder.run import LadderResult, run_ladder
 
     try:
@@ -251,12 +256,29 @@ def run_spec_file(spec_path: Path) -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    out = Path(spec.out)
+    last_write = 0.0
+
+    def progress(step: int, concurrency: int, done: int, total: int | None) -> None:
+        # progress.json feeds the console's ladder view; a step's start and end always
+        # land, requests in between at most twice a second.
+        nonlocal last_write
+        now = time.monotonic()
+        if done and done != total and now - last_write < 0.5:
+            return
+        last_write = now
+        current = {"step": step, "concurrency": concurrency, "done": done, "total": total}
+        try:
+            write_progress(out, progress_view(result, current))
+        except OSError as exc:  # the view is a convenience: never stop the measurement
+            log(f"ladder: cannot write {out / PROGRESS_FILE} ({exc.strerror})")
+
     async def main() -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
-        await run_ladder(spec, result, log=log)
+        await run_ladder(spec, result, log=log, progress=progress)
 
     cancelled = False
     try:
@@ -264,7 +286,8 @@ def run_spec_file(spec_path: Path) -> int:
     except asyncio.CancelledError:
         cancelled = True
         log(result.stopped)
-    summary = write_report(result, Path(spec.out))
+    summary = write_report(result, out)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)  # summary.json says it all now
     print("", flush=True)
     print(summary["chart"], flush=True)
     for v in summary["verdicts"]:

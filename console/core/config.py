@@ -9,8 +9,6 @@ the parts of the dotted key; the value is read as a TOML value, else as a string
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,11 +131,17 @@ def register(key: str, default: Any, description: str = "") -> None:
         DESCRIPTIONS.setdefault(key, description)
 
 
-@dataclass
 class Config:
-    values: dict[str, Any] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    path: Path | None = None
+    # A plain class, and tomllib imported only when there is TOML to read: `twolane add`
+    # loads this module, and dataclasses + tomllib were a quarter of its import time.
+    def __init__(self, values: dict[str, Any] | None = None, sources: dict[str, str] | None = None,
+                 path: Path | None = None) -> None:  # fmt: skip
+        self.values: dict[str, Any] = values if values is not None else {}
+        self.sources: dict[str, str] = sources if sources is not None else {}
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"Config(path={self.path!r}, values={self.values!r})"
 
     def get(self, key: str) -> Any:
         if key in self.values:
@@ -198,6 +202,8 @@ def _check(key: str, value: Any, where: str) -> Any:
 
 
 def _parse_env_value(raw: str) -> Any:
+    import tomllib
+
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -212,6 +218,8 @@ def load(path: Path | None = None, environ: dict[str, str] | None = None) -> Con
     path = path or paths.config_file()
     cfg = Config(path=path)
     if path.exists():
+        import tomllib
+
         try:
             with path.open("rb") as fh:
                 table = tomllib.load(fh)

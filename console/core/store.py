@@ -3,12 +3,26 @@
 Every write is committed before the call returns, so a caller that reports a job as
 accepted (or a process as started) has it on disk first. WAL with ``synchronous=NORMAL``
 survives ``kill -9`` of any writer; ``store.synchronous = "full"`` adds power-loss safety.
+
+Writes are small single-row statements. They run on a second connection in the event
+loop's own thread, with no busy wait: a committed WAL append costs tens of
+microseconds, less than one hand-over to aiosqlite's thread (the scheduler writes two
+or three times per job). When another process holds the write lock the write, and
+every write after it until it lands, goes through a worker thread that waits for the
+lock, so the loop never blocks on a lock and writes land in the order they were made.
+That connection never checkpoints on commit (a checkpoint syncs the disk); the store
+checkpoints from a worker thread every ``CHECKPOINT_EVERY`` writes instead. Reads,
+some of them large, stay on aiosqlite's thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,122 +30,52 @@ from typing import Any
 import aiosqlite
 
 from console.core.errors import NotFound, UserError
-from console.core.models import Job, JobSpec, JobState, Lane, Severity, Violation
-
-# Each entry migrates from version i to i+1. Never edit a shipped entry: append.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL,
-        name TEXT NOT NULL DEFAULT '',
-        lane TEXT NOT NULL CHECK (lane IN ('local', 'remote')),
-        kind TEXT NOT NULL DEFAULT 'shell',
-        priority INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL,
-        spec TEXT NOT NULL,
-        retries INTEGER NOT NULL DEFAULT 0,
-        retry_on_interrupt INTEGER NOT NULL DEFAULT 0,
-        force INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        exit_code INTEGER,
-        error TEXT,
-        log_path TEXT,
-        held_reason TEXT,
-        pid INTEGER,
-        pid_start REAL,
-        meta TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX jobs_by_state ON jobs (state, lane, priority DESC, seq);
-    CREATE INDEX jobs_by_seq ON jobs (seq);
-    CREATE TABLE attempts (
-        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
-        n INTEGER NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        state TEXT,
-        exit_code INTEGER,
-        error TEXT,
-        pid INTEGER,
-        PRIMARY KEY (job_id, n)
-    );
-    CREATE TABLE lanes (
-        lane TEXT PRIMARY KEY,
-        paused INTEGER NOT NULL DEFAULT 0
-    );
-    INSERT INTO lanes (lane, paused) VALUES ('local', 0), ('remote', 0);
-    CREATE TABLE violations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        at REAL NOT NULL,
-        rule TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        message TEXT NOT NULL,
-        reading REAL,
-        threshold REAL,
-        job_ids TEXT NOT NULL DEFAULT '[]'
-    );
-    CREATE INDEX violations_by_at ON violations (at);
-    """,
-    # v2: the attempt row is written by the same statement that ends the attempt, so a
-    # finished job costs one round trip and the two can never disagree after a crash.
-    """
-    CREATE TRIGGER attempt_ended AFTER UPDATE OF state ON jobs
-    WHEN OLD.state = 'running' AND NEW.state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
-    BEGIN
-        INSERT INTO attempts (job_id, n, started_at, finished_at, state, exit_code, error, pid)
-        VALUES (NEW.id, NEW.attempts, NEW.started_at, NEW.finished_at, NEW.state,
-                NEW.exit_code, NEW.error, NEW.pid)
-        ON CONFLICT (job_id, n) DO UPDATE SET finished_at = excluded.finished_at,
-            state = excluded.state, exit_code = excluded.exit_code, error = excluded.error,
-            pid = excluded.pid;
-    END;
-    """,
-]
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_JOB_COLUMNS = (
-    "id, seq, name, lane, kind, priority, state, spec, retries, retry_on_interrupt, force, "
-    "attempts, created_at, started_at, finished_at, exit_code, error, log_path, held_reason, "
-    "pid, pid_start, meta"
+from console.core.models import Job, JobState, Lane, Severity, Violation
+from console.core.schema import (
+    ADD_SQL,
+    BUSY_TIMEOUT_MS,
+    JOB_COLUMNS,
+    MIGRATIONS,
+    SAVE_SQL,
+    SCHEMA_VERSION,
+    is_busy,
+    job_params,
+    row_to_job,
+    save_params,
 )
 
+log = logging.getLogger(__name__)
 
-def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (
-        id_, seq, name, lane, kind, priority, state, spec, retries, retry_on_interrupt, force,
-        attempts, created_at, started_at, finished_at, exit_code, error, log_path, held_reason,
-        pid, pid_start, meta,
-    ) = tuple(row)
-    return Job(
-        id=id_, seq=seq, name=name, lane=Lane(lane), kind=kind, priority=priority,
-        state=JobState(state), spec=JobSpec.from_dict(json.loads(spec)), retries=retries,
-        retry_on_interrupt=bool(retry_on_interrupt), force=bool(force), attempts=attempts,
-        created_at=created_at, started_at=started_at, finished_at=finished_at,
-        exit_code=exit_code, error=error, log_path=log_path, held_reason=held_reason,
-        pid=pid, pid_start=pid_start, meta=json.loads(meta or "{}"),
-    )  # fmt: skip
+CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
 
 
-def _job_params(job: Job) -> tuple[Any, ...]:
-    return (
-        job.id, job.seq, job.name, str(job.lane), job.kind, job.priority, str(job.state),
-        json.dumps(job.spec.to_dict()), job.retries, int(job.retry_on_interrupt),
-        int(job.force), job.attempts, job.created_at, job.started_at, job.finished_at,
-        job.exit_code, job.error, job.log_path, job.held_reason, job.pid, job.pid_start,
-        json.dumps(job.meta),
-    )  # fmt: skip
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{path} has schema v{version}, newer than this twolane (v{SCHEMA_VERSION}); "
+            "upgrade twolane"
+        )
+    for target in range(version, SCHEMA_VERSION):
+        # executescript commits first; the whole step runs in one transaction.
+        await db.executescript(
+            f"BEGIN IMMEDIATE; {MIGRATIONS[target]}; PRAGMA user_version={target + 1}; COMMIT;"
+        )
 
 
 class Store:
     """One connection to the database. Methods commit before returning."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, writer: sqlite3.Connection, path: Path) -> None:
         self._db = conn
+        self._w = writer
         self.path = path
+        self._slow_writes = 0  # writes waiting for another process's lock
+        self._slow_lock = asyncio.Lock()
+        self._since_checkpoint = 0
+        self._checkpointing: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "normal") -> Store:
@@ -141,28 +85,82 @@ class Store:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=30000")
-        store = cls(conn, path)
-        await store._migrate()
-        return store
+        await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            await _migrate(conn, path)
+            writer = sqlite3.connect(
+                path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        writer.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        writer.execute("PRAGMA foreign_keys=ON")
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        return cls(conn, writer, path)
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointing
+        async with self._slow_lock:  # let a write waiting for a lock land first
+            pass
+        self._w.close()
         await self._db.close()
 
-    async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise UserError(
-                f"{self.path} has schema v{version}, newer than this twolane (v{SCHEMA_VERSION}); "
-                "upgrade twolane"
-            )
-        for target in range(version, SCHEMA_VERSION):
-            # executescript commits first; the whole step runs in one transaction.
-            await self._db.executescript(
-                f"BEGIN IMMEDIATE; {MIGRATIONS[target]}; PRAGMA user_version={target + 1}; COMMIT;"
-            )
+    # ---- the write path ----------------------------------------------------------------
+
+    def _run(self, sql: str, params: Any) -> Any:
+        row = self._w.execute(sql, params).fetchone()
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+            self._since_checkpoint = 0
+            self._slow_writes += 1  # writes made from now on wait behind the checkpoint
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+        return row
+
+    async def _write(self, sql: str, params: Any = ()) -> Any:
+        """Run one write statement, committed on return; the first row it returns."""
+        if not self._slow_writes:
+            try:
+                return self._run(sql, params)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+        self._slow_writes += 1
+        try:
+            async with self._slow_lock:
+                return await asyncio.to_thread(self._run_waiting, sql, params)
+        finally:
+            self._slow_writes -= 1
+
+    def _run_waiting(self, sql: str, params: Any) -> Any:
+        # The loop thread leaves the writer alone while a slow write is pending.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            while True:
+                try:
+                    return self._w.execute(sql, params).fetchone()
+                except sqlite3.OperationalError as exc:
+                    # A stale WAL snapshot is answered BUSY without waiting: try again.
+                    if not is_busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        finally:
+            self._w.execute("PRAGMA busy_timeout=0")
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database off the loop thread. Writes wait meanwhile, so
+        the checkpoint completes and the next write starts the WAL over from its head."""
+        try:
+            async with self._slow_lock:
+                await asyncio.to_thread(self._w.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # a reader kept it from finishing: next time
+            log.warning("WAL checkpoint of %s: %s", self.path, exc)
+        finally:
+            self._slow_writes -= 1
+            self._checkpointing = None
 
     async def schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -175,53 +173,43 @@ class Store:
         return str(row[0]) if row else "no answer"
 
     async def data_version(self) -> int:
-        """Changes whenever another connection commits (used to notice direct CLI writes)."""
-        async with self._db.execute("PRAGMA data_version") as cur:
-            row = await cur.fetchone()
+        """Changes whenever another connection commits (used to notice direct CLI writes).
+
+        Read on the writing connection, so the store's own writes do not count."""
+        async with self._slow_lock:  # the writer is the worker thread's while it waits
+            row = self._w.execute("PRAGMA data_version").fetchone()
         return int(row[0]) if row else 0
 
     # ---- jobs -------------------------------------------------------------------------
 
     async def add_job(self, job: Job) -> Job:
         """Insert a new job at the tail of the FIFO order; committed on return."""
-        params = list(_job_params(job))
-        async with self._db.execute(
-            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES "
-            "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            [params[0], *params[2:]],
-        ) as cur:
-            row = await cur.fetchone()
-        assert row is not None
+        params = job_params(job)
+        row = await self._write(ADD_SQL, (params[0], *params[2:]))
         job.seq = int(row[0])
         return job
 
     async def save_job(self, job: Job) -> None:
-        """Write every mutable field of ``job``."""
-        params = _job_params(job)
-        cols = [c.strip() for c in _JOB_COLUMNS.split(",")][1:]
-        await self._db.execute(
-            f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-            (*params[1:], job.id),
-        )
+        """Write every field a job's life changes (its spec and identity never change)."""
+        await self._write(SAVE_SQL, save_params(job))
 
     async def get_job(self, ref: str) -> Job:
         """A job by id, or by a unique id prefix (at least 2 characters)."""
         ref = ref.strip().lower()
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)
         ) as cur:
             row = await cur.fetchone()
         if row:
-            return _row_to_job(row)
+            return row_to_job(row)
         if len(ref) >= 2:
             async with self._db.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                 (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
             ) as cur:
                 rows = list(await cur.fetchall())
             if len(rows) == 1:
-                return _row_to_job(rows[0])
+                return row_to_job(rows[0])
             if len(rows) > 1:
                 raise UserError(f"job id '{ref}' is ambiguous; type more of it (see `twolane ls`)")
         raise NotFound(f"no job '{ref}'; list the jobs with `twolane ls`")
@@ -241,7 +229,7 @@ class Store:
         if lane:
             where.append("lane = ?")
             params.append(str(lane))
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
@@ -249,7 +237,7 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         async with self._db.execute(sql, params) as cur:
             rows = await cur.fetchall()
-        return [_row_to_job(r) for r in rows]
+        return [row_to_job(r) for r in rows]
 
     async def count_jobs(self) -> dict[str, int]:
         async with self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
@@ -290,20 +278,21 @@ class Store:
         return out
 
     async def set_paused(self, lanes: Iterable[Lane], paused: bool) -> None:
-        await self._db.executemany(
-            "UPDATE lanes SET paused = ? WHERE lane = ?", [(int(paused), str(x)) for x in lanes]
+        lanes = [str(x) for x in lanes]
+        await self._write(
+            f"UPDATE lanes SET paused = ? WHERE lane IN ({', '.join('?' for _ in lanes)})",
+            (int(paused), *lanes),
         )
 
     # ---- violations -------------------------------------------------------------------
 
     async def add_violation(self, v: Violation) -> Violation:
-        async with self._db.execute(
+        row = await self._write(
             "INSERT INTO violations (at, rule, severity, message, reading, threshold, job_ids)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (v.at, v.rule, str(v.severity), v.message, v.reading, v.threshold,
              json.dumps(v.job_ids)),
-        ) as cur:  # fmt: skip
-            row = await cur.fetchone()
+        )  # fmt: skip
         v.id = int(row[0]) if row else None
         return v
 

@@ -222,8 +222,8 @@ def build_app(
 def preload(app: TwolaneApp, home: Path) -> None:
     """Put what the database holds in the model before the app starts, so the first frame
     shows the jobs; the session's snapshot replaces it a moment later (owner start-up
-    takes ~0.5 s). Call outside any event loop."""
-    snapshot = asyncio.run(stored_snapshot(home, app.config))
+    takes ~0.5 s)."""
+    snapshot = stored_snapshot(home, app.config)
     if snapshot is not None:
         app.model.apply("snapshot", snapshot)
 

@@ -23,12 +23,13 @@ class Command:
     title: str
     help: str
     group: str = ""  # a narrow footer shows a group's keys under one word: "+/- Pri"
+    footer: bool = True  # False: in the footer only where it fits with every other key
     # Runs as the key arrives, before keys behind it are routed (they go to the box it opens).
     priority: bool = False
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: command, lane, priority, name, timeout, retry"),
+    Command("enqueue", "a", "enqueue", "Add", "Enqueue a job: a shell command or a model pull"),
     Command("cancel", "c", "cancel", "Cancel", "Cancel the selected job (asks first)"),
     Command("priority_up", "plus", "priority(1)", "Pri+", "Raise the selected queued job's priority", group="Pri"),
     Command("priority_down", "minus", "priority(-1)", "Pri-", "Lower the selected queued job's priority", group="Pri"),
@@ -38,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("pause_all", "P", "pause_all", "Pause all", "Pause or resume all lanes", group="Pause"),
     Command("filter", "slash", "filter", "Filter", "Filter the queue by text (esc clears)", priority=True),
     Command("lane_filter", "l", "cycle_lane", "Lane", "Cycle the lane filter: all, local, remote"),
+    Command("ladder", "L", "ladder", "Ladder", "Ladder runs: step table, gates and chart, live", footer=False),
     Command("help", "question_mark", "help", "Help", "Show every key"),
     Command("quit", "q", "quit", "Quit", "Quit (an owner console asks about running jobs)"),
 )

@@ -304,45 +304,45 @@ class AttachedSession:
 FINISHED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
 
 
-async def stored_snapshot(home: Path, config: Config) -> dict[str, Any] | None:
+def stored_snapshot(home: Path, config: Config) -> dict[str, Any] | None:
     """What the database holds, shaped like the owner's snapshot (the newest 200 finished
-    jobs, the live ones, paused lanes, violations), so the first frame shows the jobs
-    while the session opens. None when there is no database or it cannot be read (the
-    owner will say why)."""
-    import aiosqlite
+    jobs, the live ones, paused lanes), so the first frame shows the jobs while the session
+    opens. Read-only, and only at the schema this twolane knows (migrating is the owner's
+    job); None when there is no database or it cannot be read (the owner will say why)."""
+    import sqlite3
 
-    from console.core.store import SCHEMA_VERSION, Store
+    from console.core.schema import JOB_COLUMNS, SCHEMA_VERSION, row_to_job
 
     db = paths.db_path(home)
     if not db.exists():
         return None
-    try:  # read-only, and only the schema this twolane knows: migrating is the owner's job
-        conn = await aiosqlite.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except Exception:
-        return None
-    store = Store(conn, db)
     try:
-        if await store.schema_version() != SCHEMA_VERSION:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             return None
-        finished = await store.list_jobs(FINISHED_STATES, limit=200, newest_first=True)
-        live = await store.list_jobs([JobState.RUNNING, JobState.QUEUED])
-        paused = await store.paused_lanes()
-        violations = await store.list_violations(limit=200)
-    except Exception:
+        select = f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN "
+        finished = conn.execute(select + "(?, ?, ?, ?) ORDER BY seq DESC LIMIT 200",
+                                [str(s) for s in FINISHED_STATES]).fetchall()  # fmt: skip
+        live = conn.execute(select + "('running', 'queued') ORDER BY seq").fetchall()
+        paused = {lane: bool(p) for lane, p in conn.execute("SELECT lane, paused FROM lanes")}
+    except sqlite3.Error:
         return None
     finally:
-        await store.close()
+        conn.close()
+    jobs = [row_to_job(r) for r in (*reversed(finished), *live)]
     status: dict[str, Any] = {"turn": None}
     for lane in Lane:
-        mine = [j for j in live if j.lane is lane]
+        mine = [j for j in jobs if j.lane is lane]
         status[str(lane)] = {
             "running": sum(1 for j in mine if j.state is JobState.RUNNING),
             "queued": sum(1 for j in mine if j.state is JobState.QUEUED),
             "cap": 1 if lane is Lane.LOCAL else int(config.get("lanes.remote.concurrency")),
-            "paused": paused[lane], "held": None,
+            "paused": paused.get(str(lane), False), "held": None,
         }  # fmt: skip
-    return {"jobs": [j.to_dict() for j in (*reversed(finished), *live)], "status": status,
-            "violations": [v.to_dict() for v in violations]}  # fmt: skip
+    return {"jobs": [j.to_dict() for j in jobs], "status": status, "violations": []}
 
 
 def _import_owner() -> None:

@@ -3,6 +3,7 @@ with an owner (through the control socket) the commands behave the same."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -173,3 +174,80 @@ def test_bad_config_is_a_one_line_error(tmp_path: Path):
     Path(os.environ["TWOLANE_CONFIG"]).write_text("[lanes.remote]\nconcurrency = 'five'\n")
     result = run_twolane("ls")
     assert result.returncode == 2 and "must be int" in result.stderr
+
+
+def test_a_command_parses_the_same_with_only_its_own_parser_built():
+    """`twolane add` builds only the `add` sub-parser; nothing else may change."""
+    from console import cli
+
+    full = cli.build_parser()
+    sub = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == cli._CORE_COMMANDS.union(*cli.COMMAND_MODULES.values())
+    samples = [
+        ["add", "--lane", "remote", "--priority", "3", "--", "echo", "hi"],
+        ["ls", "--state", "queued", "--json"],
+        ["pause", "all"],
+        ["wait", "abc", "--timeout", "5"],
+        ["config", "show", "--json"],
+        ["pull", "llama3:8b"],
+        ["gates", "--json"],
+        ["ladder", "show", "latest"],
+    ]
+    for argv in samples:
+        lazy = cli.build_parser(argv[0])
+        lazy_sub = next(a for a in lazy._actions if isinstance(a, argparse._SubParsersAction))
+        assert list(lazy_sub.choices) == [argv[0]]
+        a, b = vars(full.parse_args(argv)), vars(lazy.parse_args(argv))
+        assert a.keys() == b.keys() and all(
+            a[k] == b[k] or callable(a[k]) and a[k].__name__ == b[k].__name__ for k in a
+        ), (argv, a, b)
+
+
+def test_help_and_typos_still_list_every_command(twolane):
+    out = twolane("--help")
+    assert out.returncode == 0
+    for command in ("add", "serve", "ladder", "pull", "gates", "web"):
+        assert command in out.stdout
+    typo = twolane("ad", "--", "true")
+    assert typo.returncode == 2 and "invalid choice: 'ad'" in typo.stderr and "'add'" in typo.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly(twolane, home: Path):
+    import sqlite3
+
+    from console.core import jobs, paths
+    from console.core.schema import ADD_SQL, job_params
+
+    assert twolane("add", "--", "true").returncode == 0  # creates the database
+    db = sqlite3.connect(paths.db_path(home))
+    with db:  # enough rows that `ls` is still writing when `head` is gone
+        for i in range(3000):
+            params = job_params(jobs.new_job(["true"], name=f"job {i}", now=1.0))
+            db.execute(ADD_SQL, (params[0], *params[2:]))
+    db.close()
+    result = subprocess.run(
+        f"{sys.executable} -m console ls | head -1", shell=True, capture_output=True, text=True,
+        env=dict(os.environ),
+    )  # fmt: skip
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_show_prints_kind_specific_facts(twolane, home: Path):
+    """A request's model, client and sizes live in the job's meta; `show` prints them."""
+    from console.core import jobs, paths
+    from console.core.schema import add_job_now
+
+    assert twolane("add", "--", "true").returncode == 0  # creates the database
+    job = jobs.new_job(["true"], lane="local", name="chat", now=1.0)
+    job.spec.extra = {"model": "llama3:8b"}
+    job.meta = {"client": "127.0.0.1:50000", "prompt_tokens": 12, "progress": 0.4567,
+                "sizes": {"request": 300}}  # fmt: skip
+    assert add_job_now(paths.db_path(home), job) is not None
+    out = twolane("show", job.id)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "spec        model = llama3:8b" in lines
+    assert "details     client = 127.0.0.1:50000" in lines
+    assert "            progress = 0.4567" in lines
+    assert '            sizes = {"request":300}' in lines

@@ -20,8 +20,14 @@ pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")]  # fmt: skip
 
 
+# A tmux server of the test's own (-L): never the developer's sessions, and nobody
+# else's `tmux kill-server` ends the test's.
+SERVER = f"twolane-test-{os.getpid()}"
+
+
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
+    return subprocess.run(["tmux", "-L", SERVER, *args], capture_output=True, text=True,
+                          check=False).stdout  # fmt: skip
 
 
 def jobs() -> list[dict]:
@@ -67,4 +73,4 @@ def test_console_in_tmux(home: Path, tmp_path: Path) -> None:
         tmux("send-keys", "-t", f"{session}:0", "q")
         until_sync(lambda: not (home / "control.sock").exists(), what="owner stopped on quit")
     finally:
-        tmux("kill-session", "-t", session)
+        tmux("kill-server")

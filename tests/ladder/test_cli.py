@@ -70,6 +70,7 @@ async def test_now_runs_in_the_foreground_finds_the_knee_and_records_a_violation
     assert fake.max_active == 4
     for name in ("spec.json", "requests.csv", "steps.csv", "summary.json", "report.md", "chart.svg"):
         assert (out / name).is_file(), name
+    assert not (out / "progress.json").exists()  # the console's live view is done with it
     assert json.loads((out / "spec.json").read_text())["max_tokens"] == 16
     code, stdout, _ = await twolane("violations", "--json")
     (v,) = json.loads(stdout)

@@ -13,7 +13,7 @@ from console.core.clock import ManualClock
 from console.core.signals.gates import Thresholds
 from console.core.signals.sampler import Sampler
 from console.core.signals.sources import GIB, FakeSource, SystemSource
-from tests.helpers import until
+from tests.helpers import LoopTicks, until
 
 CONTRACT = {"at", "load1", "load5", "load15", "cores", "mem_total", "mem_used", "mem_available",
             "swap_total", "swap_used", "pressure", "pressure_pct", "disk_free", "cpu_percent",
@@ -89,22 +89,13 @@ class SlowSource(FakeSource):
 async def test_loop_never_overlaps_readings_nor_blocks_the_event_loop() -> None:
     source = SlowSource()
     sampler = Sampler(source, Thresholds(), interval=0.001)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.001)
-
-    tick_task = asyncio.create_task(ticker())
-    sampler.start()
-    await until(lambda: source.reads >= 4, what="four readings")
-    await sampler.stop()
-    tick_task.cancel()
+    async with LoopTicks(0.001) as ticks:
+        sampler.start()
+        await until(lambda: source.reads >= 4, what="four readings")
+        await sampler.stop()
     assert source.max_active == 1
     # While each reading slept 50 ms in its thread the loop kept ticking.
-    assert ticks > source.reads
+    assert ticks.count > source.reads
 
 
 async def test_the_real_machine() -> None:

@@ -34,6 +34,8 @@ async def test_every_key_is_in_the_footer(home: Path, size: tuple[int, int]) -> 
         assert len(text) <= size[0]
         keys = shown_keys(text)
         for command in COMMANDS:
+            if not command.footer and size[0] < 100:  # only where it fits with the rest
+                continue
             label = key_label(command, {})
             assert COMPACT.get(label, label) in keys or label in keys, (command.id, text)
         assert "^p" in keys
@@ -42,12 +44,12 @@ async def test_every_key_is_in_the_footer(home: Path, size: tuple[int, int]) -> 
 
 
 async def test_remapped_keys_show_and_filtering_says_what_keys_do(home: Path) -> None:
-    app = fake_app(home, keymap={"cancel": "x", "lane_filter": "L"})
+    app = fake_app(home, keymap={"cancel": "x", "lane_filter": "v"})
     async with app.run_test(size=(80, 24)) as pilot:
         await until(lambda: isinstance(app.screen, MainScreen))
         await pilot.pause()
         bar = app.screen.query_one(KeyBar)
-        assert "x Cancel" in bar.text and "L Lane" in bar.text and "c Cancel" not in bar.text
+        assert "x Cancel" in bar.text and "v Lane" in bar.text and "c Cancel" not in bar.text
         await pilot.press("slash")
         await until(lambda: "esc clear" in bar.text, what="filter keys")
         await pilot.press("escape")
@@ -64,12 +66,12 @@ async def test_a_click_on_a_key_runs_it(home: Path) -> None:
         await until(lambda: app.main.table.lane_filter == "local", what="lane filter by click")
 
 
-def test_the_narrowest_form_fits_80_columns_with_every_key() -> None:
+def test_the_narrowest_form_fits_80_columns_with_every_footer_key() -> None:
     items, hint = forms({})[-1]
     assert width(items, hint, 1) <= 80
-    assert {c.action for c in COMMANDS if not c.group} | {"priority(1)", "pause_lane"} == {
-        action for _, _, action in items
-    }
+    firsts = {c.group: c.action for c in reversed(COMMANDS) if c.group}  # a group's first
+    wanted = {c.action for c in COMMANDS if c.footer and not c.group} | set(firsts.values())
+    assert {action for _, _, action in items} == wanted
 
 
 async def test_keys_typed_right_after_slash_go_into_the_filter(home: Path) -> None:

@@ -44,7 +44,7 @@ async def seed(home: Path, finished: int, queued: int) -> list[str]:
 
 async def test_stored_snapshot_reads_what_the_owner_would_show(home: Path) -> None:
     ids = await seed(home, finished=250, queued=7)
-    snap = await stored_snapshot(home, config.load())
+    snap = stored_snapshot(home, config.load())
     assert snap is not None
     shown = {j["id"] for j in snap["jobs"]}
     assert shown == set(ids[50:])  # the newest 200 finished and every queued job
@@ -59,12 +59,12 @@ async def test_stored_snapshot_reads_what_the_owner_would_show(home: Path) -> No
 
 
 async def test_no_database_or_another_schema_gives_nothing_and_changes_nothing(home: Path) -> None:
-    assert await stored_snapshot(home, config.load()) is None
+    assert stored_snapshot(home, config.load()) is None
     assert not paths.db_path(home).exists()
     await seed(home, finished=1, queued=1)
     with sqlite3.connect(paths.db_path(home)) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
-    assert await stored_snapshot(home, config.load()) is None
+    assert stored_snapshot(home, config.load()) is None
     with sqlite3.connect(paths.db_path(home)) as db:  # read only: never migrated
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION - 1
 

@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from console.tui.widgets.running import RunningPane
-from tests.tui.fakes import fake_app
+from tests.tui.fakes import KNEE_STEPS, SMOOTH_STEPS, fake_app, ladder_job, write_ladder_run
 
 
 async def settled(pilot: Pilot) -> None:
@@ -49,3 +49,43 @@ def test_help_screen(snap_compare, home: Path) -> None:
 @pytest.mark.parametrize("theme", ["twolane-dark", "twolane-light", "twolane-contrast"])
 def test_each_theme(snap_compare, home: Path, theme: str) -> None:
     assert snap_compare(fake_app(home, theme=theme), run_before=settled, terminal_size=(100, 30))
+
+
+# Ladder runs live at a fixed path: the view shows each run's folder.
+LADDER_RUNS = Path("/tmp/twolane-snapshots/ladder")
+
+
+async def ladder_settled(pilot: Pilot) -> None:
+    """Open the ladder view and wait until the selected run's table and chart are drawn
+    at their final size."""
+    from textual.widgets import DataTable
+
+    from console.tui.ladder_runs import chart_height
+    from console.tui.screens.ladder import LadderScreen
+
+    await settled(pilot)
+    await pilot.press("L")
+    for _ in range(500):
+        screen = pilot.app.screen
+        if isinstance(screen, LadderScreen) and screen.query_one("#ladder-steps", DataTable).row_count == 3:
+            chart = screen.query_one("#ladder-chart")
+            want = chart_height(chart.content_size.height, knee=True)
+            if chart.content_size.height and screen._chart_key and screen._chart_key[2] == want:
+                break
+        await pilot.pause(0.01)
+    else:
+        raise AssertionError("the ladder view never showed the run")
+    await pilot.pause()
+
+
+def test_ladder_view(snap_compare, home: Path) -> None:
+    knee = write_ladder_run(LADDER_RUNS / "20231114-220820-llama3.2-1b", "llama3.2:1b", KNEE_STEPS,
+                            planned=[1, 2, 4, 8], knee=4)  # fmt: skip
+    smooth = write_ladder_run(LADDER_RUNS / "20231114-190000-qwen2.5-0.5b", "qwen2.5:0.5b", SMOOTH_STEPS,
+                              planned=[1, 2, 4, 8], started=-11600)  # fmt: skip
+    jobs = [ladder_job("lad001", "succeeded", knee, "llama3.2:1b", seq=8, created=-300, started=-300,
+                       finished=-200, exit_code=0),
+            ladder_job("lad000", "succeeded", smooth, "qwen2.5:0.5b", seq=0, created=-11600, started=-11600,
+                       finished=-11500, exit_code=0)]  # fmt: skip
+    app = fake_app(home, jobs=jobs)
+    assert snap_compare(app, run_before=ladder_settled, terminal_size=(100, 30))

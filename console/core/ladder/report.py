@@ -99,8 +99,8 @@ def latency_series(steps: list[dict[str, Any]], metric: str, label: str, marker:
     return Series(label, marker, {s["concurrency"]: s[metric] for s in steps if s.get(metric) is not None}, colour)
 
 
-def charts(summary: dict[str, Any]) -> tuple[str, str]:
-    """The text and SVG charts of one run: e2e p95/p50 and TTFT p95 with the SLO line."""
+def _chart_parts(summary: dict[str, Any]) -> tuple[list[Series], tuple[str, float] | None, int | None]:
+    """What one run's chart draws: e2e p95/p50 and TTFT p95, the SLO line, the knee."""
     steps = summary["steps"]
     series = [latency_series(steps, "e2e_p95", "e2e p95", "●", "#d62728"),
               latency_series(steps, "e2e_p50", "e2e p50", "○", "#1f77b4"),
@@ -111,8 +111,21 @@ def charts(summary: dict[str, Any]) -> tuple[str, str]:
         ratio = summary["slo"]["p95_ratio"]
         limit = (f"SLO {ratio:g}x baseline p95", steps[0]["e2e_p95"] * ratio)
     knee = (summary.get("knee") or {}).get("concurrency")
+    return series, limit, knee
+
+
+def charts(summary: dict[str, Any]) -> tuple[str, str]:
+    """The text and SVG charts of one run: e2e p95/p50 and TTFT p95 with the SLO line."""
+    series, limit, knee = _chart_parts(summary)
     title = f"{summary['model']}: latency vs concurrency"
     return text_chart(series, limit=limit, knee=knee), svg_chart(series, limit=limit, knee=knee, title=title)
+
+
+def terminal_chart(summary: dict[str, Any], height: int = 12) -> str:
+    """The text chart of a run (or of the steps a running one has so far), ``height``
+    rows of plot; the same drawing as the report's."""
+    series, limit, knee = _chart_parts(summary)
+    return text_chart(series, limit=limit, knee=knee, height=max(3, height))
 
 
 def _fmt(value: Any, unit: str = "") -> str:
@@ -194,6 +207,56 @@ def write_report(result: LadderResult, out: Path) -> dict[str, Any]:
     (out / "report.md").write_text(render_markdown(summary, chart_text))
     summary["chart"] = chart_text
     return summary
+
+
+PROGRESS_FILE = "progress.json"
+
+
+def progress_view(result: LadderResult, current: dict[str, Any] | None) -> dict[str, Any]:
+    """progress.json while a run goes: the summary's shape for the steps done so far,
+    plus ``current`` (the step being measured: step, concurrency, done, total)."""
+    spec = result.spec
+    return {
+        "model": spec.model, "server": {"url": spec.url, **result.server},
+        "slo": spec.slo.to_dict(), "planned": list(spec.steps),
+        "requests_per_step": spec.requests, "duration_per_step_s": spec.duration,
+        "started_at": result.started_at, "steps": list(result.steps), "knee": result.knee,
+        "stopped": result.stopped, "current": current,
+    }  # fmt: skip
+
+
+def write_progress(out: Path, view: dict[str, Any]) -> None:
+    """Replace progress.json in one rename, so a reader never sees half a file."""
+    tmp = out / (PROGRESS_FILE + ".tmp")
+    tmp.write_text(json.dumps(view) + "\n")
+    tmp.replace(out / PROGRESS_FILE)
+
+
+def load_run(folder: Path) -> dict[str, Any]:
+    """What a run folder says now, in the summary's shape plus ``finished``, ``planned``
+    and ``current``: summary.json when the run ended, else progress.json while it runs,
+    else spec.json (queued, nothing measured yet). ``UserError`` when none is readable."""
+    if (folder / "summary.json").is_file():
+        data = load_summary(folder)
+        return {**data, "finished": True, "current": None,
+                "planned": list(data.get("client", {}).get("steps") or [s["concurrency"] for s in data["steps"]])}  # fmt: skip
+    for name in (PROGRESS_FILE, "spec.json"):
+        path = folder / name
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read {path} ({exc}); re-run the ladder") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} is not a ladder file; pass a folder a `twolane ladder` run wrote")
+        if name == "spec.json":
+            data = {"model": data.get("model", "?"), "server": {"url": data.get("url")},
+                    "slo": data.get("slo") or {}, "planned": data.get("steps") or [], "steps": [],
+                    "knee": None, "stopped": "not started", "current": None,
+                    "requests_per_step": data.get("requests"), "duration_per_step_s": data.get("duration")}  # fmt: skip
+        return {**data, "finished": False}
+    raise UserError(f"{folder} holds no ladder run (no summary.json, progress.json or spec.json)")
 
 
 def load_summary(folder: Path) -> dict[str, Any]:

@@ -34,18 +34,24 @@ class LadderResult:
     finished_at: float = 0.0
 
 
-async def run_step(client: EndpointClient, spec: LadderSpec, step: int,
-                   concurrency: int) -> tuple[list[RequestRecord], float]:  # fmt: skip
+# Told where the ladder is: (step index, concurrency, requests done, requests planned or
+# None when the step runs for a duration), at a step's start and after every request.
+Progress = Callable[[int, int, int, int | None], None]
+
+
+async def run_step(client: EndpointClient, spec: LadderSpec, step: int, concurrency: int,
+                   progress: Progress | None = None) -> tuple[list[RequestRecord], float]:  # fmt: skip
     """``concurrency`` workers send requests back to back until the step's request
     count is sent (or its duration is up). Returns the records and the wall time."""
     total = requests_for_step(spec, concurrency)
     records: list[RequestRecord] = []
+    done = 0
     t0 = time.perf_counter()
     deadline = t0 + spec.duration if spec.duration is not None else None
     next_seq = 0
 
     async def worker(w: int) -> None:
-        nonlocal next_seq
+        nonlocal next_seq, done
         while True:
             if total is not None and next_seq >= total:
                 return
@@ -56,7 +62,12 @@ async def run_step(client: EndpointClient, spec: LadderSpec, step: int,
             record = RequestRecord(step=step, concurrency=concurrency, seq=seq, worker=w, start=0.0)
             records.append(record)
             await client.measure(record, prompt_for(spec, seq))
+            done += 1
+            if progress is not None:
+                progress(step, concurrency, done, total)
 
+    if progress is not None:
+        progress(step, concurrency, 0, total)
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
     return records, time.perf_counter() - t0
 
@@ -97,8 +108,9 @@ def progress_line(row: dict[str, Any], total_steps: int, ratio: float | None) ->
 async def run_ladder(spec: LadderSpec, result: LadderResult, *, client: EndpointClient | None = None,
                      log: Callable[[str], None] = print,
                      monitor_source: Callable[[int | None], machine.MachineSample] = machine.read_sample,
-                     ) -> LadderResult:  # fmt: skip
-    """Run the steps in order and stop after the first one that breaks an SLO (the knee)."""
+                     progress: Progress | None = None) -> LadderResult:  # fmt: skip
+    """Run the steps in order and stop after the first one that breaks an SLO (the knee).
+    ``progress`` hears about every finished request (the console's live view)."""
     own_client = client is None
     client = client or EndpointClient(spec)
     result.started_at = time.time()
@@ -116,7 +128,7 @@ async def run_ladder(spec: LadderSpec, result: LadderResult, *, client: Endpoint
         for index, concurrency in enumerate(spec.steps, 1):
             if monitor:
                 monitor.begin()
-            records, wall = await run_step(client, spec, index, concurrency)
+            records, wall = await run_step(client, spec, index, concurrency, progress)
             sampled = await monitor.end() if monitor else {}
             row = summarise_step(index, concurrency, records, wall)
             row.update({k: sampled.get(k) for k in MACHINE_COLUMNS})

@@ -65,6 +65,18 @@ def breaches(row: dict[str, Any], baseline: dict[str, Any] | None, slo: Slo,
     return found
 
 
+def step_breaches(rows: Sequence[dict[str, Any]], slo: Slo) -> list[list[Breach]]:
+    """Per step, the SLOs it broke: the same check the ladder makes after each step
+    (against the first step's p95, and swap growth since the start)."""
+    baseline = rows[0] if rows else None
+    out = []
+    for index, row in enumerate(rows):
+        growth = row.get("swap_growth_mb")
+        out.append(breaches(row, baseline if index else None, slo,
+                            None if growth is None else growth * 1024.0 * 1024.0))  # fmt: skip
+    return out
+
+
 def slo_verdicts(rows: Sequence[dict[str, Any]], slo: Slo, knee: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Per SLO: the limit, the worst reading over the steps run, and pass/fail/n/a."""
     baseline = rows[0] if rows else None

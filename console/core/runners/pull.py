@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,8 @@ from console.core.upstreams import Upstream, route
 
 # A listener gets each progress line as a dict, then None when the pull ends.
 Listener = Callable[[dict[str, Any] | None], None]
+# Bytes about to be downloaded -> None when they fit on the model disk, else why not.
+SizeCheck = Callable[[int], Awaitable[str | None]]
 
 
 def progress_facts(line: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +48,7 @@ class PullRunner:
         self._session = session
         self.timeout = timeout
         self.listeners: dict[str, list[Listener]] = {}
+        self.size_check: SizeCheck | None = None
 
     def listen(self, job_id: str, listener: Listener) -> Callable[[], None]:
         """Follow a pull's progress lines; returns the function that stops following."""
@@ -83,6 +86,7 @@ class PullRunner:
             body["insecure"] = True
         ctx.log_path.parent.mkdir(parents=True, exist_ok=True)
         last_status = None
+        layers: dict[str, int] = {}  # digest -> bytes, as Ollama announces them
         with ctx.log_path.open("a", encoding="utf-8") as log:
             log.write(f"pulling {model} from {upstream.name} ({upstream.root()})\n")
             async with asyncio.timeout(self.timeout):
@@ -105,6 +109,12 @@ class PullRunner:
                             log.write(f"error: {line['error']}\n")
                             return Outcome(JobState.FAILED, error=f"pull failed: {line['error']}")
                         facts = progress_facts(line)
+                        too_big = await self._new_layer(line, layers, facts)
+                        if too_big is not None:
+                            log.write(f"stopped: {too_big}\n")
+                            resp.close()
+                            return Outcome(JobState.FAILED, error=f"not enough disk for {model}: {too_big}",
+                                           meta={"size_bytes": sum(layers.values())})  # fmt: skip
                         ctx.on_progress(facts)
                         if facts["status"] != last_status:
                             last_status = facts["status"]
@@ -117,6 +127,21 @@ class PullRunner:
         if last_status != "success":
             return Outcome(JobState.FAILED, error="the pull ended before Ollama reported success")
         return Outcome(JobState.SUCCEEDED, exit_code=0, meta={"progress": 1.0})
+
+
+    async def _new_layer(self, line: dict[str, Any], layers: dict[str, int],
+                         facts: dict[str, Any]) -> str | None:  # fmt: skip
+        """Note a layer's size the first time Ollama names it; None when it fits."""
+        digest, total = line.get("digest"), line.get("total")
+        if not isinstance(digest, str) or not isinstance(total, int) or digest in layers:
+            return None
+        layers[digest] = total
+        facts["size_bytes"] = sum(layers.values())
+        if self.size_check is None:
+            return None
+        completed = line.get("completed")
+        left = total - (completed if isinstance(completed, int) else 0)
+        return await self.size_check(max(0, left))
 
 
 def _error_text(text: str) -> str:

@@ -134,6 +134,9 @@ class SignalsExtension:
         owner.sampler = self.sampler
         owner.signals = self
         owner.scheduler.gate = self.gate
+        pull = owner.scheduler.runners.get("pull")
+        if pull is not None and hasattr(pull, "size_check"):
+            pull.size_check = self.download_fits
         owner.job_hooks.append(self.prepare_job)
         owner.extra_routes.extend(_routes(self))
         await self.sampler.sample_once()  # gates have a reading before the first job starts
@@ -185,6 +188,18 @@ class SignalsExtension:
             model_loaded=loaded,
             exclude_pgids=self._job_pgids(),
         )  # fmt: skip
+
+    async def download_fits(self, size: int) -> str | None:
+        """A pull's next layer: None when ``size`` bytes fit on every model dir with the
+        free-disk gate's margin left over, else what is short."""
+        free = (await self._fresh_sample()).get("disk_free", {})
+        margin = self.thresholds.min_free_disk_gb * GB
+        for path in model_dirs(self.config):
+            have = free.get(path)
+            if have is not None and have < size + margin:
+                return (f"{size / GB:.1f} GB to download, {have / GB:.1f} GB free on {path} "
+                        f"(the disk gate keeps {self.thresholds.min_free_disk_gb:g} GB free)")  # fmt: skip
+        return None
 
     async def gate(self, job: Job) -> str | None:
         """The scheduler's gate: None when ``job`` may start, else the held reason."""

@@ -1,5 +1,6 @@
-"""The enqueue modal: command, lane, priority, name, timeout, retry; validated in place.
-``enter`` submits, ``esc`` closes."""
+"""The enqueue modal: a shell command (command, lane, priority, name, timeout, retry) or a
+model pull (model, priority, name, retry, insecure); validated in place. ``enter``
+submits, ``esc`` closes."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.core.errors import UserError
+from console.core.pull_job import pull_payload
 
-FIELDS = ("command", "priority", "name", "timeout", "retry")
+FIELDS = ("command", "model", "priority", "name", "timeout", "retry")
+KINDS = [("shell command", "shell"), ("pull a model", "pull")]
 
 
 def build_payload(values: dict[str, Any], cwd: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The job payload for the control API, or the errors per field (one line each)."""
+    if values.get("kind") == "pull":
+        return _pull_payload(values)
     errors: dict[str, str] = {}
     command_text = str(values.get("command") or "").strip()
     shell = bool(values.get("shell"))
@@ -35,13 +40,7 @@ def build_payload(values: dict[str, Any], cwd: str) -> tuple[dict[str, Any], dic
             argv = shlex.split(command_text)
         except ValueError as exc:
             errors["command"] = f"{exc}; close the quote or tick 'shell'"
-    priority = 0
-    raw = str(values.get("priority") or "").strip()
-    if raw:
-        try:
-            priority = int(raw)
-        except ValueError:
-            errors["priority"] = "a whole number; higher runs sooner"
+    priority = _priority(values, errors)
     timeout: float | None = None
     raw = str(values.get("timeout") or "").strip()
     if raw:
@@ -51,15 +50,7 @@ def build_payload(values: dict[str, Any], cwd: str) -> tuple[dict[str, Any], dic
                 raise ValueError
         except ValueError:
             errors["timeout"] = "seconds, a positive number (empty for none)"
-    retries = 0
-    raw = str(values.get("retry") or "").strip()
-    if raw:
-        try:
-            retries = int(raw)
-            if not 0 <= retries <= 100:
-                raise ValueError
-        except ValueError:
-            errors["retry"] = "extra attempts, 0..100"
+    retries = _retries(values, errors)
     lane = values.get("lane") or "local"
     payload: dict[str, Any] = {
         "command": argv, "lane": lane, "priority": priority,
@@ -69,6 +60,46 @@ def build_payload(values: dict[str, Any], cwd: str) -> tuple[dict[str, Any], dic
     return payload, errors
 
 
+def _pull_payload(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """What `twolane pull MODEL` sends (plus the modal's name and retry fields)."""
+    errors: dict[str, str] = {}
+    priority = _priority(values, errors)
+    retries = _retries(values, errors)
+    try:
+        payload = pull_payload(str(values.get("model") or ""), priority=priority,
+                               insecure=bool(values.get("insecure")),
+                               name=str(values.get("name") or ""), retries=retries)  # fmt: skip
+    except UserError as exc:
+        errors["model"] = str(exc)
+        payload = {}
+    return payload, errors
+
+
+def _priority(values: dict[str, Any], errors: dict[str, str]) -> int:
+    raw = str(values.get("priority") or "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        errors["priority"] = "a whole number; higher runs sooner"
+        return 0
+
+
+def _retries(values: dict[str, Any], errors: dict[str, str]) -> int:
+    raw = str(values.get("retry") or "").strip()
+    if not raw:
+        return 0
+    try:
+        retries = int(raw)
+        if not 0 <= retries <= 100:
+            raise ValueError
+    except ValueError:
+        errors["retry"] = "extra attempts, 0..100"
+        return 0
+    return retries
+
+
 Submit = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -76,21 +107,31 @@ class EnqueueScreen(ModalScreen[dict[str, Any] | None]):
     """Dismisses with the accepted job's dict, or None when closed."""
 
     BINDINGS = [Binding("escape", "close", "Close", id="enqueue_close")]
+    AUTO_FOCUS = None  # the command or model field, whichever the kind shows (on_mount)
 
-    def __init__(self, submit: Submit, lane: str = "local") -> None:
+    def __init__(self, submit: Submit, lane: str = "local", kind: str = "shell") -> None:
         super().__init__()
         self._submit = submit
         self._lane = lane
+        self._kind = kind
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("Enqueue a job", classes="title")
-            yield Label("Command")
-            yield Input(placeholder="e.g. make test", id="command")
-            yield Label("", id="command-error", classes="error")
+            with Horizontal(classes="title-row"):
+                yield Static("Enqueue a job", classes="title")
+                yield Label("Kind ")
+                yield Select(KINDS, value=self._kind, allow_blank=False, id="kind")
+            with Vertical(id="command-box"):
+                yield Label("Command")
+                yield Input(placeholder="e.g. make test", id="command")
+                yield Label("", id="command-error", classes="error")
+            with Vertical(id="model-box"):
+                yield Label("Model (pulled through the Ollama upstream that serves it)")
+                yield Input(placeholder="e.g. llama3.2:1b", id="model")
+                yield Label("", id="model-error", classes="error")
             with Horizontal(classes="row"):
                 with Vertical():
-                    yield Label("Lane")
+                    yield Label("Lane", id="lane-label")
                     yield Select([("local", "local"), ("remote", "remote")], value=self._lane,
                                  allow_blank=False, id="lane")  # fmt: skip
                 with Vertical():
@@ -102,7 +143,7 @@ class EnqueueScreen(ModalScreen[dict[str, Any] | None]):
                     yield Label("Name")
                     yield Input(placeholder="(the command)", id="name")
                     yield Label("", id="name-error", classes="error")
-                with Vertical():
+                with Vertical(id="timeout-box"):
                     yield Label("Timeout s")
                     yield Input(placeholder="none", id="timeout")
                     yield Label("", id="timeout-error", classes="error")
@@ -112,14 +153,50 @@ class EnqueueScreen(ModalScreen[dict[str, Any] | None]):
                     yield Label("", id="retry-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Checkbox("shell", id="shell")
+                yield Checkbox("insecure registry", id="insecure")
                 yield Button("Enqueue", variant="primary", id="ok")
                 yield Button("Cancel", id="close")
             yield Label("", id="form-error", classes="error")
 
+    def on_mount(self) -> None:
+        self._show_kind(self._kind)
+        self._focus_first()
+
+    def _focus_first(self) -> None:
+        self.query_one("#model" if self.kind == "pull" else "#command", Input).focus()
+
+    @property
+    def kind(self) -> str:
+        return str(self.query_one("#kind", Select).value)
+
+    @on(Select.Changed, "#kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        self._show_kind(str(event.value))
+        self._focus_first()  # a new kind is chosen to type its main field next
+
+    def _show_kind(self, kind: str) -> None:
+        """A pull has a model instead of a command, always runs in the local lane, and its
+        runner has its own time limit (no timeout field) and no shell."""
+        pull = kind == "pull"
+        self.query_one("#command-box").display = not pull
+        self.query_one("#shell").display = not pull
+        self.query_one("#timeout-box").display = not pull
+        self.query_one("#model-box").display = pull
+        self.query_one("#insecure").display = pull
+        lane = self.query_one("#lane", Select)
+        if pull:
+            lane.value = "local"
+        lane.disabled = pull
+        self.query_one("#lane-label", Label).update("Lane (pulls run local)" if pull else "Lane")
+        self.query_one("#name", Input).placeholder = "(pull MODEL)" if pull else "(the command)"
+        self._show_errors({})
+
     def values(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: self.query_one(f"#{name}", Input).value for name in FIELDS}
+        out["kind"] = self.kind
         out["lane"] = self.query_one("#lane", Select).value
         out["shell"] = self.query_one("#shell", Checkbox).value
+        out["insecure"] = self.query_one("#insecure", Checkbox).value
         return out
 
     def _show_errors(self, errors: dict[str, str]) -> None:

@@ -320,6 +320,11 @@ class MainScreen(Screen[None]):
         table.rebuild(self.tapp.now())
         self._title_queue()
 
+    def action_ladder(self) -> None:
+        from console.tui.screens.ladder import LadderScreen  # loaded on first use
+
+        self.app.push_screen(LadderScreen())
+
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self.tapp.keymap))
 

@@ -23,7 +23,9 @@ CLASS_VARIABLE = {"success": "success", "warning": "warning", "error": "error",
 
 def theme_color(app: App[object], variable: str) -> str | None:
     """The theme's colour for ``variable`` as ``#rrggbb``."""
-    values = app.theme_variables
+    # Built from the current theme: ``app.theme_variables`` still holds the old theme's
+    # values while ``theme`` watchers run, and a style cached then would keep them.
+    values = app.get_css_variables()
     try:
         return Color.parse(values[variable]).hex
     except (KeyError, ColorParseError):

@@ -1,9 +1,10 @@
-"""The footer: every key of the command table on one line, in the words that fit.
+"""The footer: the keys of the command table on one line, in the words that fit.
 
 From the widest form down: each key with its title; pairs sharing one word (``+/- Pri``,
-``p/P Pause``); then ``⏎`` for enter and a bare ``^p``. At 80 columns the last form still
-shows every key; narrower terminals cut the line with an ellipsis. A key is a link: a
-click runs its action. While the filter box has focus the bar says what keys do there.
+``p/P Pause``); then ``⏎`` for enter and a bare ``^p``; last, the same without commands
+marked ``footer=False`` (issue 3's keys all fit 80 columns). Narrower terminals cut the
+line with an ellipsis. A key is a link: a click runs its action. While the filter box has
+focus the bar says what keys do there.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Input, Static
 
-from console.tui.commands import COMMANDS, key_label
+from console.tui.commands import COMMANDS, Command, key_label
 from console.tui.widgets.colors import theme_style
 
 Item = tuple[str, str, str | None]  # keys, label, action a click runs
@@ -25,22 +26,32 @@ FILTERING: list[Item] = [("type", "to filter", None), ("enter", "done", None),
 
 
 def forms(keymap: Mapping[str, str]) -> list[tuple[list[Item], str]]:
-    """The bar's forms, widest first: (items, palette hint)."""
-    full = [(key_label(c, keymap), c.title, c.action) for c in COMMANDS]
-    grouped: list[Item] = []
-    seen: dict[str, int] = {}
-    for c in COMMANDS:
-        keys = key_label(c, keymap)
-        if c.group and c.group in seen:  # join the first of its group: "+/- Pri"
-            i = seen[c.group]
-            first_keys, label, action = grouped[i]
-            grouped[i] = (f"{first_keys}/{keys}", label, action)
-            continue
-        if c.group:
-            seen[c.group] = len(grouped)
-        grouped.append((keys, c.group or c.title, c.action))
-    compact = [(COMPACT.get(k, k), label, action) for k, label, action in grouped]
-    return [(full, "^p palette"), (grouped, "^p palette"), (compact, "^p")]
+    """The bar's forms, widest first: (items, palette hint). Every form has every key
+    but the last, which leaves out commands marked ``footer=False``."""
+
+    def grouped(commands: list[Command]) -> list[Item]:
+        out: list[Item] = []
+        seen: dict[str, int] = {}
+        for c in commands:
+            keys = key_label(c, keymap)
+            if c.group and c.group in seen:  # join the first of its group: "+/- Pri"
+                i = seen[c.group]
+                first_keys, label, action = out[i]
+                out[i] = (f"{first_keys}/{keys}", label, action)
+                continue
+            if c.group:
+                seen[c.group] = len(out)
+            out.append((keys, c.group or c.title, c.action))
+        return out
+
+    def compact(items: list[Item]) -> list[Item]:
+        return [(COMPACT.get(k, k), label, action) for k, label, action in items]
+
+    every = list(COMMANDS)
+    core = [c for c in COMMANDS if c.footer]
+    full = [(key_label(c, keymap), c.title, c.action) for c in every]
+    return [(full, "^p palette"), (grouped(every), "^p palette"),
+            (compact(grouped(every)), "^p"), (compact(grouped(core)), "^p")]  # fmt: skip
 
 
 def width(items: list[Item], hint: str, gap: int) -> int:

@@ -310,7 +310,8 @@ class QueueTable(ScrollView, can_focus=True):
         if top <= row < top + self._body_height():
             self.refresh(Region(0, row - top + HEADER, self.size.width, 1))
 
-    def _row_cells(self, job_id: str) -> tuple[Any, ...]:
+    def row_cells(self, job_id: str) -> tuple[Any, ...]:
+        """The cells ``job_id``'s row draws (made on first use, kept until the job changes)."""
         cells = self._cells.get(job_id)
         if cells is None:
             job = self.model.jobs[job_id]
@@ -355,7 +356,7 @@ class QueueTable(ScrollView, can_focus=True):
             style = base
             if key[2]:
                 style += self.get_component_rich_style("queue--hover")
-            strip = self._line(self._row_cells(job_id), style)
+            strip = self._line(self.row_cells(job_id), style)
             if key[1]:  # the cursor's colours win over the cells' own, like a DataTable's
                 cursor = self.get_component_rich_style("queue--cursor")
                 strip = Strip(Segment.apply_style(strip, post_style=cursor))
