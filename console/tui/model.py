@@ -143,8 +143,9 @@ class ConsoleModel:
         return sum(1 for j in self.jobs.values() if j["state"] == "running")
 
 
-def lane_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
-    """The lane bar as (text, style-class) parts: local, remote, whose turn."""
+def lane_summary(status: dict[str, Any], compact: bool = False) -> list[tuple[str, str]]:
+    """The lane bar as (text, style-class) parts: local, remote, whose turn. ``compact``
+    (for 80 columns) drops remote's word "running": ``remote 0/5 paused · 500 queued``."""
     if not status:
         return [("connecting…", "muted")]
     parts: list[tuple[str, str]] = []
@@ -159,11 +160,18 @@ def lane_summary(status: dict[str, Any]) -> list[tuple[str, str]]:
         parts.append(("local idle", "muted"))
     parts[-1] = (parts[-1][0] + f" · {local.get('queued', 0)} queued", parts[-1][1])
     remote = status.get("remote", {})
-    text = f"remote {remote.get('running', 0)}/{remote.get('cap', 0)} running"
-    if remote.get("paused"):
-        text += " (paused)"
-    elif remote.get("held"):
-        text += f" (held: {remote['held']})"
+    text = f"remote {remote.get('running', 0)}/{remote.get('cap', 0)}"
+    if compact:
+        if remote.get("paused"):
+            text += " paused"
+        elif remote.get("held"):
+            text += f" held: {remote['held']}"
+    else:
+        text += " running"
+        if remote.get("paused"):
+            text += " (paused)"
+        elif remote.get("held"):
+            text += f" (held: {remote['held']})"
     text += f" · {remote.get('queued', 0)} queued"
     style = "warning" if remote.get("paused") or remote.get("held") else (
         "success" if remote.get("running") else "muted"
