@@ -183,17 +183,18 @@ class Store:
     # ---- jobs -------------------------------------------------------------------------
 
     async def add_job(self, job: Job) -> Job:
-        """Insert a new job at the tail of the FIFO order; committed on return."""
+        """Insert a new job at the tail of the FIFO order, in whatever state it has (a job
+        started at once is inserted ``running``); committed on return."""
         params = list(_job_params(job))
-        async with self._db.execute(
+        # One hop to the database thread: execute, fetch and commit together (a cursor's
+        # execute, fetchone and close would be three).
+        rows = await self._db.execute_fetchall(
             f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES "
             "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
             " ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             [params[0], *params[2:]],
-        ) as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        job.seq = int(row[0])
+        )
+        job.seq = int(next(iter(rows))[0])
         return job
 
     async def save_job(self, job: Job) -> None:
