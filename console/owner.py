@@ -78,7 +78,8 @@ class Owner:
         self.lease.acquire()
         try:
             self.store = await Store.open(
-                paths.db_path(self.home), self.config.get("store.synchronous")
+                paths.db_path(self.home), self.config.get("store.synchronous"),
+                background_checkpoints=True,
             )
             self.scheduler = Scheduler(
                 self.store,

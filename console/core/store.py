@@ -7,7 +7,10 @@ survives ``kill -9`` of any writer; ``store.synchronous = "full"`` adds power-lo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -93,6 +96,11 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# Background checkpoints: how often the WAL's size is looked at, and the size that
+# triggers one (SQLite's own automatic checkpoint is at 1000 pages, ~4 MB).
+CHECKPOINT_INTERVAL = 0.5
+CHECKPOINT_WAL_BYTES = 4 << 20
+
 _JOB_COLUMNS = (
     "id, seq, name, lane, kind, priority, state, spec, retries, retry_on_interrupt, force, "
     "attempts, created_at, started_at, finished_at, exit_code, error, log_path, held_reason, "
@@ -132,9 +140,15 @@ class Store:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._db = conn
         self.path = path
+        self._checkpoints: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path, synchronous: str = "normal") -> Store:
+    async def open(cls, path: Path, synchronous: str = "normal", *,
+                   background_checkpoints: bool = False) -> Store:  # fmt: skip
+        """Open (and migrate) the database. ``background_checkpoints`` (the owner): copy
+        the WAL into the database from a second connection in a worker thread, instead
+        of inside whichever commit crosses SQLite's threshold, which fsyncs and so
+        stalls every write queued behind it (the gateway's p99)."""
         if synchronous not in ("normal", "full"):
             raise UserError(f"store.synchronous must be 'normal' or 'full', got {synchronous!r}")
         conn = await aiosqlite.connect(path, timeout=30.0, isolation_level=None)
@@ -144,10 +158,44 @@ class Store:
         await conn.execute("PRAGMA busy_timeout=30000")
         store = cls(conn, path)
         await store._migrate()
+        if background_checkpoints:
+            await conn.execute("PRAGMA wal_autocheckpoint=0")
+            store._checkpoints = asyncio.create_task(store._checkpoint_loop(), name="twolane-checkpoints")
         return store
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
         await self._db.close()
+
+    async def _checkpoint_loop(self) -> None:
+        wal = f"{self.path}-wal"
+        checkpointer: sqlite3.Connection | None = None
+        running: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                await asyncio.sleep(CHECKPOINT_INTERVAL)
+                try:
+                    if os.path.getsize(wal) < CHECKPOINT_WAL_BYTES:  # noqa: ASYNC240 (one stat)
+                        continue
+                    if checkpointer is None:
+                        checkpointer = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+                    # PASSIVE: copies what it can without waiting for (or blocking) writers.
+                    running = asyncio.ensure_future(
+                        asyncio.to_thread(checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)")
+                    )
+                    await asyncio.shield(running)
+                except (OSError, sqlite3.Error):
+                    continue  # no WAL yet, or busy: the next round tries again
+        finally:
+            if running is not None and not running.done():
+                with contextlib.suppress(Exception):
+                    await running  # the thread still uses the connection
+            if checkpointer is not None:
+                checkpointer.close()
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
