@@ -24,7 +24,7 @@ runs it on its own event loop in a thread.
 does); ``kind="openai"`` serves only ``/v1/*``. Counters: ``requests`` (inference and pull
 requests seen), ``active`` (in flight now), ``max_active`` (peak), ``aborted`` (ended because
 the client went away), ``calls`` (list of ``(path, json body)``), ``headers`` (the last
-request's headers), ``models`` (what it serves). Set ``peers = [other_fake]`` and
+request's headers), ``raw`` (each request body's bytes), ``models`` (what it serves). Set ``peers = [other_fake]`` and
 ``overlaps`` counts requests that started while a peer had one in flight (lane mixing).
 An unknown model answers 404 the way the real server does. Knobs may change at any time.
 """
@@ -66,6 +66,7 @@ class FakeUpstream:
         self.max_active = 0
         self.aborted = 0
         self.calls: list[tuple[str, Any]] = []
+        self.raw: list[bytes] = []
         self.headers: dict[str, str] = {}
         self.peers: list[FakeUpstream] = []
         self.overlaps = 0
@@ -125,6 +126,7 @@ class FakeUpstream:
 
     @contextlib.asynccontextmanager
     async def _track(self, request: web.Request) -> Any:
+        self.raw.append(await request.read())
         try:
             body = await request.json()
         except ValueError:
