@@ -44,7 +44,13 @@ _ID_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 
 def new_job_id(length: int = 6) -> str:
     """A random id such as ``k3m9qa`` (31**6 ≈ 887 million values)."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    # One draw from the system's random source, not one per character (a syscall each).
+    n = secrets.randbelow(len(_ID_ALPHABET) ** length)
+    chars = []
+    for _ in range(length):
+        n, i = divmod(n, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[i])
+    return "".join(chars)
 
 
 @dataclass(slots=True)
