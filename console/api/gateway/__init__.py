@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 PULL_TIMEOUT = 6 * 3600.0
 
 
+@functools.lru_cache(maxsize=256)  # asked for every request's Host header
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
