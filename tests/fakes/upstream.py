@@ -13,6 +13,8 @@ Use::
     fake.stall_after = 2       # stream this many chunks, then stop producing (idle stream)
     fake.capacity = 2          # with more than this many in flight, each chunk waits
     fake.slowdown = 10.0       # ...token_delay times this (a knee known in advance)
+    fake.modelfiles = {"m": "/x/m.gguf"}  # /api/show names this GGUF blob for model m
+    fake.loaded = ["m"]        # /api/ps lists m as loaded
     ...
     assert fake.max_active == 1    # peak of requests in flight at once
     await fake.stop()
@@ -67,6 +69,8 @@ class FakeUpstream:
         self.aborted = 0
         self.calls: list[tuple[str, Any]] = []
         self.raw: list[bytes] = []
+        self.modelfiles: dict[str, str] = {}  # model -> GGUF path /api/show names (FROM ...)
+        self.loaded: list[str] = []  # what /api/ps lists as held in memory
         self.headers: dict[str, str] = {}
         self.peers: list[FakeUpstream] = []
         self.overlaps = 0
@@ -275,11 +279,12 @@ class FakeUpstream:
         name = body.get("model") or body.get("name") if isinstance(body, dict) else None
         if name not in self.models:
             return self._error(404, f"model '{name}' not found", openai=False)
-        return web.json_response({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+        modelfile = f"FROM {self.modelfiles[name]}" if name in self.modelfiles else ""
+        return web.json_response({"modelfile": modelfile, "parameters": "", "template": "{{ .Prompt }}",
                                   "details": {"family": "fake"}, "model_info": {}})  # fmt: skip
 
     async def _ollama_ps(self, request: web.Request) -> web.Response:
-        return web.json_response({"models": []})
+        return web.json_response({"models": [{"name": m, "model": m} for m in self.loaded]})
 
     async def _ollama_version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.0.0-fake"})

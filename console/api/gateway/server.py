@@ -242,7 +242,13 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
         "stream": stream, "bytes_in": request.content_length or 0,
     }  # fmt: skip
     if upstream.lane is Lane.LOCAL and kind != "embed":
-        ctx = gw.context.context_for(model, asked)
+        fit_cap = None
+        if asked is not None and gw.context.would_grow(model, asked):
+            upper = min(asked, gw.context.max_ctx) if gw.context.max_ctx else asked
+            fit_cap = await gw.fit_cap(upstream, model, upper)
+            if fit_cap is not None and fit_cap < upper:
+                meta["ctx_fit_cap"] = fit_cap  # what the memory allowed, below the ask
+        ctx = gw.context.context_for(model, asked, fit_cap)
         if ctx is not None and upstream.kind == "ollama" and url.startswith(upstream.root() + "/api/"):
             # Identical options on every call: Ollama reloads a model when num_ctx changes.
             options = forward.get("options")
