@@ -215,7 +215,7 @@ class Gateway:
     async def _watch_jobs(self) -> None:
         """Affinity for local jobs the gateway did not start (shell jobs with --model),
         and recent run times for Retry-After."""
-        with self.owner.bus.subscribe({events.JOB}) as sub:
+        with self.owner.bus.subscribe({events.JOB}, where=_watched) as sub:
             async for event in sub:
                 try:
                     self._observe(event.data)
@@ -280,6 +280,12 @@ class Gateway:
             raise UserError("pulls run in the local lane; drop --lane remote")
         job.meta.setdefault("model", model)
         job.meta.setdefault("progress", 0.0)
+
+
+def _watched(event: events.Event) -> bool:
+    """What ``_observe`` acts on: local jobs starting, and jobs that succeeded."""
+    state = event.data.get("state")
+    return state == JobState.SUCCEEDED or (state == JobState.RUNNING and event.data.get("lane") == "local")
 
 
 def gateway_extension(config: Config) -> Gateway:
