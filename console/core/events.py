@@ -82,6 +82,10 @@ class EventBus:
         for sub in list(self._subs):
             sub.offer(event)
 
+    def wanted(self, kind: str) -> bool:
+        """Does any subscriber take ``kind``? (So a publisher can skip building the data.)"""
+        return any(sub.kinds is None or kind in sub.kinds for sub in self._subs)
+
     @property
     def subscribers(self) -> int:
         return len(self._subs)

@@ -660,4 +660,5 @@ class Scheduler:
         self.bus.publish(events.JOB, job.to_dict())
 
     def _publish_lanes(self) -> None:
-        self.bus.publish(events.LANES, self.status())
+        if self.bus.wanted(events.LANES):  # twice a job: skip building it for nobody
+            self.bus.publish(events.LANES, self.status())

@@ -17,3 +17,13 @@ def test_where_keeps_unwanted_events_out_of_the_queue() -> None:
     assert jobs.queue.qsize() == 2
     assert running.queue.qsize() == 1
     assert running.queue.get_nowait().data == {"id": "a", "state": "running"}
+
+
+def test_wanted_says_whether_anyone_takes_a_kind() -> None:
+    bus = events.EventBus()
+    assert not bus.wanted(events.LANES)
+    with bus.subscribe({events.JOB}):
+        assert bus.wanted(events.JOB) and not bus.wanted(events.LANES)
+        with bus.subscribe():
+            assert bus.wanted(events.LANES)
+    assert not bus.wanted(events.JOB)
