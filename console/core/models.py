@@ -73,7 +73,9 @@ class JobSpec:
         return shlex.join(self.argv)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Built by hand: every job write and event runs this, and asdict's deep copy is slow.
+        return {"argv": list(self.argv), "shell": self.shell, "cwd": self.cwd, "env": dict(self.env),
+                "timeout": self.timeout, "extra": dict(self.extra)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
@@ -125,8 +127,7 @@ class Job:
         spec = self.spec
         return {
             "id": self.id, "name": self.name, "lane": str(self.lane), "kind": self.kind,
-            "spec": {"argv": list(spec.argv), "shell": spec.shell, "cwd": spec.cwd,
-                     "env": dict(spec.env), "timeout": spec.timeout, "extra": dict(spec.extra)},
+            "spec": spec.to_dict(),
             "priority": self.priority, "state": str(self.state), "seq": self.seq,
             "retries": self.retries, "retry_on_interrupt": self.retry_on_interrupt,
             "force": self.force, "attempts": self.attempts, "created_at": self.created_at,

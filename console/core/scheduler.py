@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ Picker = Callable[[Lane, list[Job]], Job]
 HOUSEKEEPING_INTERVAL = 0.5
 GATE_BACKOFF_MIN = 0.5
 GATE_BACKOFF_MAX = 10.0
+
+
+def _ended_before_start(reason: JobState) -> Outcome:
+    text = "cancelled" if reason is JobState.CANCELLED else "interrupted: owner stopping"
+    return Outcome(reason, error=text)
 
 
 class Scheduler:
@@ -61,7 +67,8 @@ class Scheduler:
         self.gate = gate
         self.picker: Picker | None = None
         self._queued: dict[Lane, list[Job]] = {lane: [] for lane in Lane}
-        self._running: dict[str, tuple[Job, asyncio.Task[None]]] = {}
+        # A job's task, or the future holding its lane slot while submit() inserts it.
+        self._running: dict[str, tuple[Job, asyncio.Future[None]]] = {}
         self._ephemeral: dict[str, Runner] = {}  # in-process runners (gateway requests)
         self._end_reason: dict[str, JobState] = {}
         self._paused: dict[Lane, bool] = {lane: False for lane in Lane}
@@ -76,6 +83,8 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._data_version = 0
         self._done_waiters: dict[str, list[asyncio.Future[Job]]] = {}
+        self._dispatching = False  # _dispatch may be suspended in a gate check
+        self._logs_dir = str(paths.logs_dir(home))
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -106,9 +115,10 @@ class Scheduler:
         for job, task in list(self._running.values()):
             self._end_reason[job.id] = JobState.INTERRUPTED
             task.cancel()
-        for _, task in list(self._running.values()):
+        for job, task in list(self._running.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await self._end_if_never_started(job, task)
         self._publish_lanes()
         return stopped
 
@@ -175,10 +185,18 @@ class Scheduler:
     # ---- public operations (the control API calls these) -------------------------------
 
     async def submit(self, job: Job, runner: Runner | None = None) -> Job:
-        """Persist a new job (committed before this returns), then queue it."""
+        """Persist a new job (committed before this returns), then queue it. A job its
+        lane would start right away is inserted already ``running`` and started: one
+        write instead of two, and no trip through the dispatch loop."""
         if runner is None and job.kind not in self.runners:
             raise UserError(f"no runner for job kind '{job.kind}'")
         job.created_at = job.created_at or self.clock.now()
+        turn = self._starts_now(job)
+        if turn is not None and job.lane is Lane.LOCAL and not job.force and self.gate is not None:
+            # The gate reads the machine (an await): the lane may be taken meanwhile.
+            turn = self._starts_now(job) if await self.gate(job) is None else None
+        if turn is not None:
+            return await self._start_new(job, runner, turn)
         await self.store.add_job(job)
         if runner is not None:
             self._ephemeral[job.id] = runner
@@ -206,6 +224,7 @@ class Scheduler:
             running[1].cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running[1]
+            await self._end_if_never_started(job, running[1])
             return job
         jobs.mark_cancelled(job, self.clock.now(), reason)
         self._remove_queued(job)
@@ -332,10 +351,13 @@ class Scheduler:
         while True:
             await self._kick.wait()
             self._kick.clear()
+            self._dispatching = True
             try:
                 await self._dispatch()
             except Exception:  # never let one bad job stop the lanes
                 log.exception("dispatch failed")
+            finally:
+                self._dispatching = False
 
     async def _dispatch(self) -> None:
         while self._accepting:
@@ -394,25 +416,75 @@ class Scheduler:
                 self._publish_job(job)
         self._publish_lanes()
 
+    def _starts_now(self, job: Job) -> Turn | None:
+        """The turn that follows if the dispatch loop would start ``job`` at once were it
+        queued, else None. Only when its lane has nothing else waiting (so it is the one
+        picked) and the loop is idle (not suspended in a gate check of its own)."""
+        lane = job.lane
+        if not self._accepting or self._dispatching or self._queued[lane] or self._held[lane]:
+            return None
+        state = self._policy_state()
+        mine = state.view(lane)
+        bumped = LaneView(mine.queued + 1, mine.running, mine.paused, mine.held)
+        decision = decide(replace(state, **{str(lane): bumped}))
+        return decision.turn if decision.start is lane else None
+
+    async def _start_new(self, job: Job, runner: Runner | None, turn: Turn) -> Job:
+        """Take the lane slot now (nothing awaits between the check and this), insert the
+        job as ``running``, and run it once the row is committed."""
+        self._set_turn(turn)
+        if runner is not None:
+            self._ephemeral[job.id] = runner
+        self._begin_attempt(job)
+        # Holds the lane while the row is written; cancel() and stop() cancel it.
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._running[job.id] = (job, slot)
+        insert = asyncio.ensure_future(self.store.add_job(job))
+        try:
+            await asyncio.shield(insert)
+        except asyncio.CancelledError:
+            # The submitter went away: the row still lands, then the job ends cancelled.
+            with contextlib.suppress(Exception):
+                await insert
+            self._end_reason.setdefault(job.id, JobState.CANCELLED)
+            slot.cancel()
+            raise
+        except Exception:
+            self._running.pop(job.id, None)  # not stored: nothing ran, the caller hears why
+            self._ephemeral.pop(job.id, None)
+            self._kick.set()
+            raise
+        finally:
+            if slot.cancelled() and self._running.get(job.id, (job, None))[1] is slot:
+                reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
+                await asyncio.shield(self._finish(job, _ended_before_start(reason)))
+        if job.id in self._running:
+            task = asyncio.create_task(self._run(job, stored=True), name=f"twolane-job-{job.id}")
+            self._running[job.id] = (job, task)
+        return job
+
     def _launch(self, job: Job) -> None:
         self._remove_queued(job)
+        self._begin_attempt(job)
         task = asyncio.create_task(self._run(job), name=f"twolane-job-{job.id}")
         self._running[job.id] = (job, task)
 
-    async def _run(self, job: Job) -> None:
-        now = self.clock.now()
+    def _begin_attempt(self, job: Job) -> None:
         job.state = JobState.RUNNING
         job.attempts += 1
-        job.started_at = now
+        job.started_at = self.clock.now()
         job.finished_at = None
         job.exit_code = None
         job.error = None
         job.held_reason = None
         job.pid = job.pid_start = None
-        job.log_path = str(paths.logs_dir(self.home) / f"{job.id}.log")
+        job.log_path = f"{self._logs_dir}/{job.id}.log"
+
+    async def _run(self, job: Job, stored: bool = False) -> None:
         outcome: Outcome
         try:
-            await self.store.save_job(job)  # `running` is on disk before anything starts
+            if not stored:
+                await self.store.save_job(job)  # `running` is on disk before anything starts
             self._publish_job(job)
             self._publish_lanes()
             runner = self._ephemeral.get(job.id) or self.runners[job.kind]
@@ -431,6 +503,18 @@ class Scheduler:
             log.exception("runner failed for job %s", job.id)
             outcome = Outcome(JobState.FAILED, error=f"runner error: {exc}")
         await asyncio.shield(self._finish(job, outcome))
+
+    async def _end_if_never_started(self, job: Job, task: asyncio.Future[None]) -> None:
+        """After cancelling ``task``: a task cancelled before its first step never runs
+        its body (nor its end), so record the end here, or the job would hold its lane
+        for ever; a lane slot held during submit() is ended by submit() once its row is in."""
+        if self._running.get(job.id, (job, None))[1] is not task or job.finished_at is not None:
+            return
+        if isinstance(task, asyncio.Task):
+            reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
+            await asyncio.shield(self._finish(job, _ended_before_start(reason)))
+        else:
+            await self.wait_done(job.id)
 
     async def _started(self, job: Job, pid: int, start: float | None) -> None:
         job.pid, job.pid_start = pid, start
@@ -576,4 +660,5 @@ class Scheduler:
         self.bus.publish(events.JOB, job.to_dict())
 
     def _publish_lanes(self) -> None:
-        self.bus.publish(events.LANES, self.status())
+        if self.bus.wanted(events.LANES):  # twice a job: skip building it for nobody
+            self.bus.publish(events.LANES, self.status())

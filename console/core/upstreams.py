@@ -123,15 +123,27 @@ def requested_ctx(body: dict[str, Any]) -> int | None:
 @dataclass
 class ContextPolicy:
     """Each local model runs at the largest context asked for so far, capped by ``max_ctx``
-    (0: no cap). It never shrinks, so differing asks do not make the model reload."""
+    (0: no cap) and by ``fit_cap``, the largest context its predicted footprint fits in
+    memory at (when known). It never shrinks, so differing asks (or a tighter memory
+    reading) do not make the model reload."""
 
     max_ctx: int = 0
     by_model: dict[str, int] = field(default_factory=dict)
 
-    def context_for(self, model: str, asked: int | None) -> int | None:
+    def context_for(self, model: str, asked: int | None, fit_cap: int | None = None) -> int | None:
         """Record ``asked`` and return the context to send (None: nobody asked yet)."""
         if asked is not None:
             if self.max_ctx:
                 asked = min(asked, self.max_ctx)
+            if fit_cap is not None:
+                asked = min(asked, fit_cap)
             self.by_model[model] = max(asked, self.by_model.get(model, 0))
         return self.by_model.get(model)
+
+    def would_grow(self, model: str, asked: int | None) -> bool:
+        """Would ``asked`` raise the model's context (so a memory cap is worth working out)?"""
+        if asked is None:
+            return False
+        if self.max_ctx:
+            asked = min(asked, self.max_ctx)
+        return asked > self.by_model.get(model, 0)

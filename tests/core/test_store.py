@@ -136,16 +136,3 @@ async def test_closing_waits_for_a_write_that_waits_for_a_lock(home: Path):
     finally:
         await reopened.close()
 
-
-def test_job_ids_are_short_typeable_and_unbiased():
-    from collections import Counter
-
-    from console.core.models import _ID_ALPHABET, new_job_id
-
-    ids = [new_job_id() for _ in range(60_000)]
-    assert all(len(i) == 6 and set(i) <= set(_ID_ALPHABET) for i in ids)
-    counts = Counter("".join(ids))
-    expected = 6 * len(ids) / len(_ID_ALPHABET)
-    # 4% is over four standard deviations; a modulo bias would put 8 characters 9% high.
-    assert len(counts) == len(_ID_ALPHABET)
-    assert all(abs(n - expected) < 0.04 * expected for n in counts.values()), counts

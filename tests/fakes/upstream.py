@@ -13,6 +13,8 @@ Use::
     fake.stall_after = 2       # stream this many chunks, then stop producing (idle stream)
     fake.capacity = 2          # with more than this many in flight, each chunk waits
     fake.slowdown = 10.0       # ...token_delay times this (a knee known in advance)
+    fake.modelfiles = {"m": "/x/m.gguf"}  # /api/show names this GGUF blob for model m
+    fake.loaded = ["m"]        # /api/ps lists m as loaded
     ...
     assert fake.max_active == 1    # peak of requests in flight at once
     await fake.stop()
@@ -24,7 +26,7 @@ runs it on its own event loop in a thread.
 does); ``kind="openai"`` serves only ``/v1/*``. Counters: ``requests`` (inference and pull
 requests seen), ``active`` (in flight now), ``max_active`` (peak), ``aborted`` (ended because
 the client went away), ``calls`` (list of ``(path, json body)``), ``headers`` (the last
-request's headers), ``models`` (what it serves). Set ``peers = [other_fake]`` and
+request's headers), ``raw`` (each request body's bytes), ``models`` (what it serves). Set ``peers = [other_fake]`` and
 ``overlaps`` counts requests that started while a peer had one in flight (lane mixing).
 An unknown model answers 404 the way the real server does. Knobs may change at any time.
 """
@@ -66,6 +68,9 @@ class FakeUpstream:
         self.max_active = 0
         self.aborted = 0
         self.calls: list[tuple[str, Any]] = []
+        self.raw: list[bytes] = []
+        self.modelfiles: dict[str, str] = {}  # model -> GGUF path /api/show names (FROM ...)
+        self.loaded: list[str] = []  # what /api/ps lists as held in memory
         self.headers: dict[str, str] = {}
         self.peers: list[FakeUpstream] = []
         self.overlaps = 0
@@ -125,6 +130,7 @@ class FakeUpstream:
 
     @contextlib.asynccontextmanager
     async def _track(self, request: web.Request) -> Any:
+        self.raw.append(await request.read())
         try:
             body = await request.json()
         except ValueError:
@@ -273,11 +279,12 @@ class FakeUpstream:
         name = body.get("model") or body.get("name") if isinstance(body, dict) else None
         if name not in self.models:
             return self._error(404, f"model '{name}' not found", openai=False)
-        return web.json_response({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+        modelfile = f"FROM {self.modelfiles[name]}" if name in self.modelfiles else ""
+        return web.json_response({"modelfile": modelfile, "parameters": "", "template": "{{ .Prompt }}",
                                   "details": {"family": "fake"}, "model_info": {}})  # fmt: skip
 
     async def _ollama_ps(self, request: web.Request) -> web.Response:
-        return web.json_response({"models": []})
+        return web.json_response({"models": [{"name": m, "model": m} for m in self.loaded]})
 
     async def _ollama_version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.0.0-fake"})

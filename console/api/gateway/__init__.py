@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ from console.core.config import Config, ConfigError
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
 from console.core.runners.pull import PullRunner
+from console.core.signals import models
+from console.core.signals.predict import GB, MB, ModelShape, largest_fitting_ctx
 from console.core.upstreams import ContextPolicy, Upstream, parse_upstreams, route
 
 if TYPE_CHECKING:
@@ -29,8 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PULL_TIMEOUT = 6 * 3600.0
+SHAPE_RETRY = 30.0  # seconds before a model whose shape could not be read is asked again
 
 
+@functools.lru_cache(maxsize=256)  # asked for every request's Host header
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -68,6 +73,10 @@ class Gateway:
         self.backoff: float = config.get("gateway.retry_backoff")
         self.store_prompts: bool = config.get("gateway.store_prompts")
         self.context = ContextPolicy(max_ctx=config.get("gateway.max_ctx"))
+        # The memory cap on contexts uses the memory gate's numbers.
+        self.headroom_bytes = int(config.get("gates.memory_headroom_gb") * GB)
+        self.overhead_bytes = int(config.get("signals.runtime_overhead_mb") * MB)
+        self._shapes: dict[tuple[str, str], tuple[ModelShape | None, float]] = {}
         self.affinity = Affinity(
             window=config.get("gateway.affinity_window"),
             window_seconds=config.get("gateway.affinity_window_seconds"),
@@ -159,6 +168,40 @@ class Gateway:
             )
         return self._session
 
+    # ---- context cap by predicted footprint ---------------------------------------------
+
+    async def fit_cap(self, upstream: Upstream, model: str, asked: int) -> int | None:
+        """The largest context up to ``asked`` at which the model's predicted footprint
+        fits in available memory minus ``gates.memory_headroom_gb``; None when its shape
+        or the memory reading is unknown, or when it fits at no context (the memory gate
+        holds it then), so only ``max_ctx`` caps."""
+        sampler = getattr(self.owner, "sampler", None)
+        latest = sampler.latest() if sampler is not None else None
+        if not latest or not latest.get("mem_available"):
+            return None
+        shape = await self._shape(upstream, model)
+        if shape is None:
+            return None
+        budget = int(latest["mem_available"]) - self.headroom_bytes
+        return largest_fitting_ctx(shape, budget, upper=asked, overhead_bytes=self.overhead_bytes)
+
+    async def _shape(self, upstream: Upstream, model: str) -> ModelShape | None:
+        """The model's shape from its GGUF (a path as the model name, or the blob an Ollama
+        upstream names) or Ollama's metadata and size; cached, failures retried later."""
+        key = (upstream.name, model)
+        now = self.owner.scheduler.clock.monotonic()
+        hit = self._shapes.get(key)
+        if hit is not None and (hit[0] is not None or now - hit[1] < SHAPE_RETRY):
+            return hit[0]
+        shape: ModelShape | None = None
+        if upstream.kind == "ollama" or models.looks_like_path(model):
+            try:
+                shape, _ = await asyncio.to_thread(models.resolve, model, upstream.root())
+            except UserError as exc:
+                log.info("no footprint for %s: %s", model, exc)
+        self._shapes[key] = (shape, now)
+        return shape
+
     # ---- hooks -----------------------------------------------------------------------
 
     def note_started(self, job: Job) -> None:
@@ -172,7 +215,7 @@ class Gateway:
     async def _watch_jobs(self) -> None:
         """Affinity for local jobs the gateway did not start (shell jobs with --model),
         and recent run times for Retry-After."""
-        with self.owner.bus.subscribe({events.JOB}) as sub:
+        with self.owner.bus.subscribe({events.JOB}, where=_watched) as sub:
             async for event in sub:
                 try:
                     self._observe(event.data)
@@ -237,6 +280,12 @@ class Gateway:
             raise UserError("pulls run in the local lane; drop --lane remote")
         job.meta.setdefault("model", model)
         job.meta.setdefault("progress", 0.0)
+
+
+def _watched(event: events.Event) -> bool:
+    """What ``_observe`` acts on: local jobs starting, and jobs that succeeded."""
+    state = event.data.get("state")
+    return state == JobState.SUCCEEDED or (state == JobState.RUNNING and event.data.get("lane") == "local")
 
 
 def gateway_extension(config: Config) -> Gateway:

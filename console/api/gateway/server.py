@@ -235,17 +235,25 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
     model = body["model"]
     asked = requested_ctx(body)
     forward = {k: v for k, v in body.items() if k not in _EXTENSIONS}
+    changed = len(forward) != len(body)
     meta: dict[str, Any] = {
         "model": model, "upstream": upstream.name, "client": _client(request),
         "api": "openai" if is_openai_path(request.path) else "ollama", "path": request.path,
         "stream": stream, "bytes_in": request.content_length or 0,
     }  # fmt: skip
     if upstream.lane is Lane.LOCAL and kind != "embed":
-        ctx = gw.context.context_for(model, asked)
+        fit_cap = None
+        if asked is not None and gw.context.would_grow(model, asked):
+            upper = min(asked, gw.context.max_ctx) if gw.context.max_ctx else asked
+            fit_cap = await gw.fit_cap(upstream, model, upper)
+            if fit_cap is not None and fit_cap < upper:
+                meta["ctx_fit_cap"] = fit_cap  # what the memory allowed, below the ask
+        ctx = gw.context.context_for(model, asked, fit_cap)
         if ctx is not None and upstream.kind == "ollama" and url.startswith(upstream.root() + "/api/"):
             # Identical options on every call: Ollama reloads a model when num_ctx changes.
             options = forward.get("options")
             forward["options"] = {**(options if isinstance(options, dict) else {}), "num_ctx": ctx}
+            changed = True
         if ctx is not None:
             meta["num_ctx"] = ctx
     if not gw.owner.scheduler.accepting:
@@ -257,6 +265,7 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
                            headers={"Retry-After": str(gw.retry_after(upstream.lane, waiting))})  # fmt: skip
     if reply_as is not None:
         forward = to_openai(kind, forward, stream)
+        changed = True
     extra: dict[str, Any] = {"model": model, "upstream": upstream.name}
     if meta.get("num_ctx"):
         extra["ctx"] = meta["num_ctx"]  # the memory gate predicts the footprint at this size
@@ -265,25 +274,30 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
     job = jobs.new_job([], lane=upstream.lane, kind=kind, name=f"{kind} {model}", priority=priority,
                        extra=extra, meta=meta, now=gw.owner.scheduler.clock.now())  # fmt: skip
     reply = Reply()
+    # Unchanged bodies go upstream as the client's bytes (already read: no second read).
+    raw = None if changed else await request.read()
     call = Call(url=url, body=forward, headers=upstream_headers(upstream), stream=stream,
                 timeout=gw.timeout, idle_timeout=gw.idle_timeout, retries=gw.retries,
-                backoff=gw.backoff)  # fmt: skip
+                backoff=gw.backoff, raw=raw)  # fmt: skip
     runner = UpstreamRunner(gw.session(), call, reply, on_start=gw.note_started)
-    return await _serve_job(request, job, runner, reply, reply_as)
+    return await _serve_job(request, job, runner, reply, reply_as, stream)
 
 
 async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
-                     reply_as: OllamaReply | None) -> web.StreamResponse:  # fmt: skip
+                     reply_as: OllamaReply | None, stream: bool) -> web.StreamResponse:  # fmt: skip
     gw = _gw(request)
     scheduler = gw.owner.scheduler
-    await scheduler.submit(job, runner=runner)
-    watcher = asyncio.create_task(_end_marker(scheduler, job.id, reply))
+    watcher: asyncio.Task[None] | None = None
     response: web.StreamResponse | None = None
     job_header = {"X-Twolane-Job": job.id}
     answered = False  # the runner delivered its last word: nothing left to cancel
     foreign: tuple[int, bytearray] | None = None  # an error answer to re-shape
-    whole = bytearray()  # a translated answer that is not streamed
+    whole = bytearray()  # an answer that is not streamed: sent in one piece at the end
+    head: Head | None = None
     try:
+        # Inside the try: a client gone while its job is being stored still cancels it.
+        await scheduler.submit(job, runner=runner)
+        watcher = asyncio.create_task(_end_marker(scheduler, job.id, reply))
         while True:
             item = await reply.queue.get()
             answered = item is None or isinstance(item, UpstreamError | Job)
@@ -294,15 +308,18 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
                 content_type = item.content_type
                 if reply_as is not None:
                     content_type = "application/x-ndjson" if reply_as.stream else "application/json"
-                response = web.StreamResponse(status=item.status, headers={
-                    "Content-Type": content_type, "X-Twolane-Job": job.id})  # fmt: skip
+                headers = {"Content-Type": content_type, "X-Twolane-Job": job.id}
+                if not stream:
+                    head = Head(item.status, content_type)  # answered whole at the end
+                    continue
+                response = web.StreamResponse(status=item.status, headers=headers)
                 if gw.cors_origin(request):
                     _cors(response, request.headers["Origin"])
                 await response.prepare(request)
             elif isinstance(item, bytes):
                 if foreign is not None:
                     foreign[1].extend(item[: 4096 - len(foreign[1])])
-                elif reply_as is not None and not reply_as.stream:
+                elif not stream:
                     whole.extend(item)
                 elif reply_as is not None and response is not None:
                     if out := reply_as.feed(item):
@@ -314,10 +331,15 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
                     text = error_message(bytes(foreign[1]))
                     raise GatewayError(foreign[0], f"the upstream answered {foreign[0]}: {text}",
                                        headers=job_header)  # fmt: skip
+                if head is not None:
+                    data = reply_as.whole(bytes(whole)) if reply_as is not None else bytes(whole)
+                    # The CORS middleware adds its headers to a response not yet sent.
+                    return web.Response(status=head.status, body=data, headers={
+                        "Content-Type": head.content_type, "X-Twolane-Job": job.id})  # fmt: skip
                 if response is None:
                     raise GatewayError(502, "the upstream sent an empty answer", headers=job_header)
                 if reply_as is not None:
-                    await response.write(reply_as.end() if reply_as.stream else reply_as.whole(bytes(whole)))
+                    await response.write(reply_as.end())
                 await response.write_eof()
                 return response
             elif isinstance(item, UpstreamError):
@@ -335,7 +357,8 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
         # The client went away mid-answer; the finally below cancels its job.
         return response or web.Response(status=499)
     finally:
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if not answered and not job.finished:
             # The client went away (or we are failing): its job must not keep a lane busy.
             with contextlib.suppress(Exception):

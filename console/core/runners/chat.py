@@ -53,6 +53,9 @@ class Call:
     body: dict[str, Any]
     headers: dict[str, str]
     stream: bool
+    # The client's own bytes, when ``body`` is what it sent unchanged: sent as they came,
+    # so an unchanged request is not decoded and encoded again.
+    raw: bytes | None = None
     timeout: float = 600.0
     idle_timeout: float = 60.0
     retries: int = 1
@@ -115,17 +118,27 @@ class UpstreamRunner:
 
     async def _attempt(self, facts: dict[str, Any], started: float) -> Outcome:
         call = self.call
-        resp = await self.session.post(call.url, json=call.body, headers=call.headers)
+        data = call.raw if call.raw is not None else json.dumps(call.body).encode()
+        resp = await self.session.post(call.url, data=data, headers=call.headers)
         try:
             facts["ttfb_ms"] = round((time.monotonic() - started) * 1000, 1)
             if resp.status in RETRYABLE_STATUSES:
                 text = (await resp.read())[:300].decode(errors="replace")
                 raise _Retryable(resp.status, f"the upstream answered {resp.status}: {text}")
-            head = Head(resp.status, resp.headers.get("Content-Type", "application/json"))
+            head: Head | None = Head(resp.status, resp.headers.get("Content-Type", "application/json"))
             tail = b""
             sent = 0
-            while True:
-                async with asyncio.timeout(call.idle_timeout if call.stream else None):
+            if not call.stream:
+                # A whole answer reaches the client in one piece: one write, with a length.
+                whole = await resp.read()
+                await self.reply.queue.put(head)
+                head = None
+                if whole:
+                    await self.reply.queue.put(whole)
+                    facts["bytes_out"] = sent = len(whole)
+                    tail = whole[-_TAIL:]
+            while call.stream:
+                async with asyncio.timeout(call.idle_timeout):
                     chunk = await resp.content.readany()
                 if not chunk:
                     break

@@ -141,7 +141,7 @@ class SignalsExtension:
         owner.extra_routes.extend(_routes(self))
         await self.sampler.sample_once()  # gates have a reading before the first job starts
         self.sampler.start()
-        sub = owner.bus.subscribe({events.JOB})
+        sub = owner.bus.subscribe({events.JOB}, where=_forced_local_start)
         self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
 
     async def stop(self) -> None:
@@ -269,6 +269,12 @@ class SignalsExtension:
         if v is None:
             return None
         return (await self.owner.scheduler.record_violation(v)).to_dict()
+
+
+def _forced_local_start(event: events.Event) -> bool:
+    """What ``_watch_jobs`` records: a forced local job starting (other events never wake it)."""
+    data = event.data
+    return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == JobState.RUNNING.value
 
 
 def _check_declared(job: Job) -> tuple[str, int, int, str] | None:

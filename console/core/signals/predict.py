@@ -241,3 +241,34 @@ def fits(prediction: Prediction, available_bytes: int, headroom_bytes: int) -> F
     """Does the prediction fit in available memory minus the headroom?"""
     need = prediction.total_bytes
     return Fit(need <= available_bytes - headroom_bytes, need, int(available_bytes), int(headroom_bytes))
+
+
+def largest_fitting_ctx(
+    shape: ModelShape,
+    budget_bytes: int,
+    *,
+    upper: int,
+    parallel: int = 1,
+    kv_type: str = "f16",
+    overhead_bytes: int = 0,
+) -> int | None:
+    """The largest context up to ``upper`` whose predicted footprint fits in
+    ``budget_bytes``; None when none does. The footprint only grows with the context (in
+    steps of llama.cpp's 256-cell padding), so a binary search finds it."""
+    check_ctx(upper, "upper")
+
+    def fits_at(ctx: int) -> bool:
+        need = predict(shape, model="", source="", ctx=ctx, parallel=parallel, kv_type=kv_type,
+                       overhead_bytes=overhead_bytes).total_bytes  # fmt: skip
+        return need <= budget_bytes
+
+    if not fits_at(1):
+        return None
+    lo, hi = 1, upper
+    while lo < hi:  # invariant: lo fits
+        mid = (lo + hi + 1) // 2
+        if fits_at(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

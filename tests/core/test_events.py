@@ -1,0 +1,29 @@
+"""The event bus: kinds and a ``where`` filter decide what reaches a subscriber."""
+
+from __future__ import annotations
+
+from console.core import events
+
+
+def test_where_keeps_unwanted_events_out_of_the_queue() -> None:
+    bus = events.EventBus()
+    every = bus.subscribe()
+    jobs = bus.subscribe({events.JOB})
+    running = bus.subscribe({events.JOB}, where=lambda e: e.data.get("state") == "running")
+    bus.publish(events.JOB, {"id": "a", "state": "queued"})
+    bus.publish(events.JOB, {"id": "a", "state": "running"})
+    bus.publish(events.LANES, {"state": "running"})
+    assert every.queue.qsize() == 3
+    assert jobs.queue.qsize() == 2
+    assert running.queue.qsize() == 1
+    assert running.queue.get_nowait().data == {"id": "a", "state": "running"}
+
+
+def test_wanted_says_whether_anyone_takes_a_kind() -> None:
+    bus = events.EventBus()
+    assert not bus.wanted(events.LANES)
+    with bus.subscribe({events.JOB}):
+        assert bus.wanted(events.JOB) and not bus.wanted(events.LANES)
+        with bus.subscribe():
+            assert bus.wanted(events.LANES)
+    assert not bus.wanted(events.JOB)

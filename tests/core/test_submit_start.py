@@ -1,0 +1,117 @@
+"""A job submitted to an idle lane is inserted already ``running`` and started from
+``submit`` (one write, no dispatch round): the durability rule, the gates and cancelling
+must hold on that path too. In-process runners, no processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from console.core import jobs as jobmod
+from console.core import paths
+from console.core.models import Job, JobState, Lane
+from console.core.runners.base import Outcome, RunContext
+from console.owner import Owner
+from tests.helpers import until
+
+
+class Probe:
+    """A runner that records the job's row as another process would see it at start, then
+    waits until released."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.seen: list[tuple[str, int] | None] = []
+        self.release = asyncio.Event()
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        with sqlite3.connect(self.db) as conn:
+            row = conn.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job.id,)).fetchone()
+        self.seen.append(None if row is None else (row[0], row[1]))
+        await self.release.wait()
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+
+
+def request_job(lane: Lane = Lane.REMOTE) -> Job:
+    return jobmod.new_job([], lane=lane, kind="chat", name="chat m", extra={"model": "m"})
+
+
+async def test_a_job_for_an_idle_lane_is_on_disk_running_before_it_starts(owner: Owner) -> None:
+    probe = Probe(paths.db_path(owner.home))
+    job = await owner.scheduler.submit(request_job(), runner=probe)
+    await until(lambda: probe.seen, what="the runner to start")
+    assert probe.seen == [("running", 1)]  # committed, by another connection's view
+    probe.release.set()
+    done = await owner.scheduler.wait_done(job.id)
+    assert done.state is JobState.SUCCEEDED
+    attempts = await owner.scheduler.attempts(job.id)
+    assert [a["state"] for a in attempts] == ["succeeded"]
+
+
+async def test_an_idle_local_lane_still_asks_the_gate(owner: Owner) -> None:
+    asked: list[str] = []
+
+    async def gate(job: Job) -> str | None:
+        asked.append(job.id)
+        return "gate test: held"
+
+    owner.scheduler.gate = gate
+    probe = Probe(paths.db_path(owner.home))
+    job = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=probe)
+    assert asked and asked[0] == job.id
+    await until(lambda: owner.scheduler.status()["local"]["held"] is not None, what="the hold")
+    assert (await owner.scheduler.get(job.id)).state is JobState.QUEUED
+    assert probe.seen == []
+    owner.scheduler.gate = None
+    await owner.scheduler.cancel(job.id)
+
+
+async def test_cancel_at_once_after_submit_ends_the_job_and_frees_the_lane(owner: Owner) -> None:
+    # submit() returns with the run task created but not yet started: a task cancelled
+    # before its first step never runs its body, so the scheduler must end it itself.
+    probe = Probe(paths.db_path(owner.home))
+    job = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=probe)
+    await owner.scheduler.cancel(job.id)
+    ended = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 20)  # hangs if lost
+    assert ended.state is JobState.CANCELLED
+    assert owner.scheduler.status()["local"]["running"] == 0
+    stored = await owner.store.get_job(job.id)
+    assert stored.state is JobState.CANCELLED
+    follower = Probe(paths.db_path(owner.home))
+    follower.release.set()
+    nxt = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=follower)
+    assert (await owner.scheduler.wait_done(nxt.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_submitter_that_goes_away_mid_insert_leaves_a_cancelled_job(owner: Owner) -> None:
+    probe = Probe(paths.db_path(owner.home))
+    job = request_job(Lane.LOCAL)
+    submit = asyncio.create_task(owner.scheduler.submit(job, runner=probe))
+    await asyncio.sleep(0)  # into the insert
+    submit.cancel()
+    await asyncio.gather(submit, return_exceptions=True)
+    ended = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 20)
+    assert ended.state is JobState.CANCELLED
+    assert probe.seen == []  # it never ran
+    assert (await owner.store.get_job(job.id)).state is JobState.CANCELLED
+    assert owner.scheduler.status()["local"]["running"] == 0
+
+
+async def test_a_busy_lane_queues_and_the_order_holds(owner: Owner) -> None:
+    first = Probe(paths.db_path(owner.home))
+    await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    later = [Probe(paths.db_path(owner.home)) for _ in range(3)]
+    started: list[Any] = []
+    submitted = []
+    for p in later:
+        p.release.set()
+        job = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=p)
+        submitted.append(job.id)
+        assert (await owner.scheduler.get(job.id)).state is JobState.QUEUED
+    first.release.set()
+    for job_id in submitted:
+        started.append(await owner.scheduler.wait_done(job_id))
+    assert [j.started_at for j in started] == sorted(j.started_at for j in started)
