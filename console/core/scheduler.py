@@ -22,7 +22,7 @@ from console.core.errors import Conflict, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.policy import LaneView, PolicyState, Turn, decide
 from console.core.runners.base import Outcome, RunContext, Runner
-from console.core.runners.shell import ShellRunner, group_alive, pid_matches
+from console.core.runners.shell import ShellRunner, group_alive, pid_matches, prepare_log
 from console.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class Scheduler:
         self._done_waiters: dict[str, list[asyncio.Future[Job]]] = {}
         self._dispatching = False  # _dispatch may be suspended in a gate check
         self._logs_dir = str(paths.logs_dir(home))
+        self._prepared_logs: set[str] = set()  # queued jobs whose empty log exists already
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -203,6 +204,8 @@ class Scheduler:
         self._insert(job)
         self._publish_job(job)
         self._kick.set()
+        if self._running_in(job.lane):  # it may be next in a busy lane
+            asyncio.get_running_loop().call_soon(self._prepare_next_log, job.lane)
         return job
 
     async def get(self, ref: str) -> Job:
@@ -229,6 +232,7 @@ class Scheduler:
         jobs.mark_cancelled(job, self.clock.now(), reason)
         self._remove_queued(job)
         await self.store.save_job(job)
+        self._drop_prepared_log(job)
         self._finished(job)
         return job
 
@@ -468,6 +472,33 @@ class Scheduler:
         self._begin_attempt(job)
         task = asyncio.create_task(self._run(job), name=f"twolane-job-{job.id}")
         self._running[job.id] = (job, task)
+        # Runs after the task's first step (its spawn), while the job runs.
+        asyncio.get_running_loop().call_soon(self._prepare_next_log, job.lane)
+
+    def _prepare_next_log(self, lane: Lane) -> None:
+        """Create the log of the job next in ``lane`` now, so its start does not wait
+        for the file system (a file's creation was the slowest step of a start)."""
+        queue = self._queued[lane]
+        if not queue or queue[0].kind != "shell" or queue[0].attempts:
+            return
+        nxt = queue[0]
+        if nxt.id in self._prepared_logs:
+            return
+        try:
+            prepare_log(Path(f"{self._logs_dir}/{nxt.id}.log"))
+        except OSError as exc:  # the start creates it, or reports why it cannot
+            log.debug("could not create the log of %s ahead: %s", nxt.id, exc)
+            return
+        self._prepared_logs.add(nxt.id)
+
+    def _drop_prepared_log(self, job: Job) -> None:
+        """A job that never started leaves no empty log behind."""
+        if job.id in self._prepared_logs:
+            self._prepared_logs.discard(job.id)
+            path = Path(f"{self._logs_dir}/{job.id}.log")
+            with contextlib.suppress(OSError):
+                if path.stat().st_size == 0:
+                    path.unlink()
 
     def _begin_attempt(self, job: Job) -> None:
         job.state = JobState.RUNNING
@@ -479,6 +510,7 @@ class Scheduler:
         job.held_reason = None
         job.pid = job.pid_start = None
         job.log_path = f"{self._logs_dir}/{job.id}.log"
+        self._prepared_logs.discard(job.id)
 
     async def _run(self, job: Job, stored: bool = False) -> None:
         outcome: Outcome

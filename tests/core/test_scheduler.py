@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from console.core import jobs as jobmod
+from console.core import paths
 from console.core.errors import Conflict, NotFound, OwnerRunning, UserError
 from console.core.models import JobState, Lane
 from console.owner import Owner
@@ -197,6 +198,27 @@ async def test_job_output_goes_to_its_log(owner: Owner):
     await owner.scheduler.wait_done(job.id)
     text = Path(job.log_path).read_text()
     assert "to-out" in text and "to-err" in text
+
+
+async def test_the_next_jobs_log_is_created_while_the_lane_runs(owner: Owner, tmp_path: Path):
+    """The log of the job next in line is created while the current one runs; a queued
+    job cancelled before its start leaves no empty log behind."""
+    gate = tmp_path / "go"
+    sched = owner.scheduler
+    first = await sched.submit(jobmod.new_job(
+        ["/bin/sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"], lane="local"))
+    second = await sched.submit(jobmod.new_job(["/bin/sh", "-c", "echo second"], lane="local"))
+    third = await sched.submit(jobmod.new_job(["true"], lane="local"))
+    logs = paths.logs_dir(owner.home)
+    await until(lambda: (logs / f"{second.id}.log").exists(), what="the next job's log")
+    assert (logs / f"{second.id}.log").read_bytes() == b""
+    assert not (logs / f"{third.id}.log").exists()  # only the one next in line
+    await sched.cancel(second.id)
+    assert not (logs / f"{second.id}.log").exists()
+    gate.touch()
+    await sched.wait_done(third.id)
+    assert (await sched.get(first.id)).state is JobState.SUCCEEDED
+    assert (logs / f"{third.id}.log").exists()  # made ahead when `first` started, or at its start
 
 
 async def test_missing_program_fails_cleanly(owner: Owner):

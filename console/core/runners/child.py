@@ -82,7 +82,7 @@ async def spawn(
     stdout: IO[bytes] | int,
     stderr: IO[bytes] | int,
     cwd: str | None,
-    env: Mapping[str, str],
+    env: Mapping[str, str] | Mapping[bytes, bytes],
     pidfd: bool = HAS_PIDFD,
 ) -> Child:
     """Start ``argv`` in a new session (its own process group), stdin from /dev/null.

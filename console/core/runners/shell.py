@@ -107,7 +107,7 @@ class ShellRunner:
 
     async def run(self, job: Job, ctx: RunContext) -> Outcome:
         spec = job.spec
-        env = {**os.environ, **spec.env, "TWOLANE_JOB_ID": job.id}
+        env = _job_env(spec.env, job.id)
         cwd = spec.cwd or None
         log = _open_log(ctx.log_path, job)
         try:
@@ -145,6 +145,29 @@ class ShellRunner:
         if code < 0:
             return Outcome(JobState.FAILED, exit_code=code, error=f"killed by signal {-code}")
         return Outcome(JobState.FAILED, exit_code=code, error=f"exit code {code}")
+
+
+def _job_env(overrides: dict[str, str], job_id: str) -> dict[bytes, bytes]:
+    """The owner's environment, the job's overrides, and ``TWOLANE_JOB_ID``, as bytes.
+
+    Bytes all the way: a str copy of ``os.environ`` decodes every variable and Popen
+    encodes them again, about a tenth of a millisecond a job."""
+    data = getattr(os.environ, "_data", None)  # POSIX: the bytes behind os.environ
+    env = dict(data) if isinstance(data, dict) else dict(os.environb)
+    for name, value in overrides.items():
+        env[os.fsencode(name)] = os.fsencode(value)
+    env[b"TWOLANE_JOB_ID"] = job_id.encode()
+    return env
+
+
+def prepare_log(path: Path) -> None:
+    """Create a job's (empty) log ahead of its start, off the path from one job to the
+    next: creating a file is the slowest step of a start on a busy disk."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
 
 
 def _open_log(path: Path, job: Job):  # type: ignore[no-untyped-def]
