@@ -7,6 +7,7 @@ depend on how fast the machine is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,26 @@ from console.tui.widgets.running import RunningPane
 from tests.tui.fakes import KNEE_STEPS, SMOOTH_STEPS, fake_app, ladder_job, write_ladder_run
 
 
-async def settled(pilot: Pilot) -> None:
-    """Wait (in app time, bounded) for the running job's log tail to be on screen."""
+async def shown(pilot: Pilot, condition: Callable[[], bool], what: str) -> None:
+    """Wait (in app time, at most 500 pauses) until ``condition`` holds, then one more
+    pause so the frame that shows it is drawn."""
     for _ in range(500):
-        panes = pilot.app.screen.query(RunningPane)
-        if panes and panes.first().tail_offset > 0:
+        if condition():
             break
         await pilot.pause(0.01)
     else:
-        raise AssertionError("the running pane never showed the fake log tail")
+        raise AssertionError(f"{what} never showed")
     await pilot.pause()
+
+
+async def settled(pilot: Pilot) -> None:
+    """Wait for the running job's log tail to be on screen."""
+
+    def tail() -> bool:
+        panes = pilot.app.screen.query(RunningPane)
+        return bool(panes) and panes.first().tail_offset > 0
+
+    await shown(pilot, tail, "the running pane's fake log tail")
 
 
 def test_main_screen_80x24(snap_compare, home: Path) -> None:
@@ -65,17 +76,16 @@ async def ladder_settled(pilot: Pilot) -> None:
 
     await settled(pilot)
     await pilot.press("L")
-    for _ in range(500):
+
+    def run_shown() -> bool:
         screen = pilot.app.screen
-        if isinstance(screen, LadderScreen) and screen.query_one("#ladder-steps", DataTable).row_count == 3:
-            chart = screen.query_one("#ladder-chart")
-            want = chart_height(chart.content_size.height, knee=True)
-            if chart.content_size.height and screen._chart_key and screen._chart_key[2] == want:
-                break
-        await pilot.pause(0.01)
-    else:
-        raise AssertionError("the ladder view never showed the run")
-    await pilot.pause()
+        if not isinstance(screen, LadderScreen) or screen.query_one("#ladder-steps", DataTable).row_count != 3:
+            return False
+        chart = screen.query_one("#ladder-chart")
+        want = chart_height(chart.content_size.height, knee=True)
+        return bool(chart.content_size.height and screen._chart_key and screen._chart_key[2] == want)
+
+    await shown(pilot, run_shown, "the ladder view's run")
 
 
 def test_ladder_view(snap_compare, home: Path) -> None:

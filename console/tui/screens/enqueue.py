@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from textual import on
@@ -14,6 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from console.core.errors import UserError
@@ -103,6 +104,13 @@ def _retries(values: dict[str, Any], errors: dict[str, str]) -> int:
 Submit = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+
+def _field(label: str, id: str, value: str = "", placeholder: str = "") -> Iterator[Widget]:
+    """A labelled input with the line under it where its validation message goes."""
+    yield Label(label)
+    yield Input(value, placeholder=placeholder, id=id)
+    yield Label("", id=f"{id}-error", classes="error")
+
 class EnqueueScreen(ModalScreen[dict[str, Any] | None]):
     """Dismisses with the accepted job's dict, or None when closed."""
 
@@ -122,35 +130,24 @@ class EnqueueScreen(ModalScreen[dict[str, Any] | None]):
                 yield Label("Kind ")
                 yield Select(KINDS, value=self._kind, allow_blank=False, id="kind")
             with Vertical(id="command-box"):
-                yield Label("Command")
-                yield Input(placeholder="e.g. make test", id="command")
-                yield Label("", id="command-error", classes="error")
+                yield from _field("Command", "command", placeholder="e.g. make test")
             with Vertical(id="model-box"):
-                yield Label("Model (pulled through the Ollama upstream that serves it)")
-                yield Input(placeholder="e.g. llama3.2:1b", id="model")
-                yield Label("", id="model-error", classes="error")
+                yield from _field("Model (pulled through the Ollama upstream that serves it)",
+                                  "model", placeholder="e.g. llama3.2:1b")  # fmt: skip
             with Horizontal(classes="row"):
                 with Vertical():
                     yield Label("Lane", id="lane-label")
                     yield Select([("local", "local"), ("remote", "remote")], value=self._lane,
                                  allow_blank=False, id="lane")  # fmt: skip
                 with Vertical():
-                    yield Label("Priority")
-                    yield Input("0", id="priority")
-                    yield Label("", id="priority-error", classes="error")
+                    yield from _field("Priority", "priority", "0")
             with Horizontal(classes="row"):
                 with Vertical():
-                    yield Label("Name")
-                    yield Input(placeholder="(the command)", id="name")
-                    yield Label("", id="name-error", classes="error")
+                    yield from _field("Name", "name", placeholder="(the command)")
                 with Vertical(id="timeout-box"):
-                    yield Label("Timeout s")
-                    yield Input(placeholder="none", id="timeout")
-                    yield Label("", id="timeout-error", classes="error")
+                    yield from _field("Timeout s", "timeout", placeholder="none")
                 with Vertical():
-                    yield Label("Retry")
-                    yield Input("0", id="retry")
-                    yield Label("", id="retry-error", classes="error")
+                    yield from _field("Retry", "retry", "0")
             with Horizontal(classes="buttons"):
                 yield Checkbox("shell", id="shell")
                 yield Checkbox("insecure registry", id="insecure")
