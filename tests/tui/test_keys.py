@@ -271,7 +271,10 @@ async def test_palette_runs_the_same_actions(home: Path) -> None:
         await until(lambda: app.model.status["local"]["paused"] and app.model.status["remote"]["paused"])
 
 
-async def test_quit_with_running_jobs_asks_and_stops_them(home: Path) -> None:
+@pytest.mark.parametrize(("key", "ends_as"), [("s", "interrupted"), ("c", "cancelled")])
+async def test_quit_with_running_jobs_asks_then_stops_or_cancels_them(
+    home: Path, key: str, ends_as: str
+) -> None:
     app = owner_app(home)
     async with app.run_test(size=SIZE) as pilot:
         await ready(app)
@@ -284,22 +287,9 @@ async def test_quit_with_running_jobs_asks_and_stops_them(home: Path) -> None:
         assert app.is_running
         await pilot.press("q")
         await until(lambda: isinstance(app.screen, QuitScreen))
-        await pilot.press("s")
+        await pilot.press(key)
         await until(lambda: not app.is_running, what="app exited")
-    assert await stored_state(home, job_id) == "interrupted"
-
-
-async def test_quit_cancel_running_jobs(home: Path) -> None:
-    app = owner_app(home)
-    async with app.run_test(size=SIZE) as pilot:
-        await ready(app)
-        job_id = await add(app, "sleep", "30")
-        await until(lambda: state(app, job_id) == "running")
-        await pilot.press("q")
-        await until(lambda: isinstance(app.screen, QuitScreen))
-        await pilot.press("c")
-        await until(lambda: not app.is_running, what="app exited")
-    assert await stored_state(home, job_id) == "cancelled"
+    assert await stored_state(home, job_id) == ends_as
 
 
 async def test_quit_wait_lets_running_jobs_finish_and_keeps_the_queue(home: Path, tmp_path: Path) -> None:

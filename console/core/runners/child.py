@@ -14,7 +14,7 @@ import asyncio
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 
 def _pidfd_works() -> bool:
@@ -31,17 +31,18 @@ def _pidfd_works() -> bool:
 HAS_PIDFD = _pidfd_works()
 
 
-class Child:
+class Child(Protocol):
     """A started process: ``pid``, ``returncode`` (None while it runs), ``await wait()``."""
 
     pid: int
-    returncode: int | None
 
-    async def wait(self) -> int:
-        raise NotImplementedError
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
 
 
-class _PidfdChild(Child):
+class _PidfdChild:
     def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self._popen = popen
         self.pid = popen.pid
@@ -63,12 +64,12 @@ class _PidfdChild(Child):
         return await asyncio.shield(self._exited)
 
 
-class _AsyncioChild(Child):
+class _AsyncioChild:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self._proc = proc
         self.pid = proc.pid
 
-    @property  # type: ignore[override]
+    @property
     def returncode(self) -> int | None:
         return self._proc.returncode
 
