@@ -146,6 +146,34 @@ def save_params(job: Job) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# The three writes of every attempt, each naming only the columns it changes (a full
+# SAVE_SQL binds 17 values and costs a third more per commit).
+START_SQL = (
+    "UPDATE jobs SET state = 'running', attempts = ?, started_at = ?, finished_at = NULL,"
+    " exit_code = NULL, error = NULL, held_reason = NULL, pid = NULL, pid_start = NULL,"
+    " log_path = ? WHERE id = ?"
+)
+PID_SQL = "UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?"
+END_SQL = (
+    "UPDATE jobs SET state = ?, finished_at = ?, exit_code = ?, error = ?, pid = ?,"
+    " pid_start = ?, meta = ? WHERE id = ?"
+)
+
+
+def start_params(job: Job) -> tuple[Any, ...]:
+    return (job.attempts, job.started_at, job.log_path, job.id)
+
+
+def pid_params(job: Job) -> tuple[Any, ...]:
+    return (job.pid, job.pid_start, job.id)
+
+
+def end_params(job: Job) -> tuple[Any, ...]:
+    meta = json.dumps(job.meta) if job.meta else "{}"
+    return (str(job.state), job.finished_at, job.exit_code, job.error, job.pid, job.pid_start,
+            meta, job.id)  # fmt: skip
+
+
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:

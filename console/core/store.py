@@ -23,7 +23,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +34,26 @@ from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.schema import (
     ADD_SQL,
     BUSY_TIMEOUT_MS,
+    END_SQL,
     JOB_COLUMNS,
     MIGRATIONS,
+    PID_SQL,
     SAVE_SQL,
     SCHEMA_VERSION,
+    START_SQL,
+    end_params,
     is_busy,
     job_params,
+    pid_params,
     row_to_job,
     save_params,
+    start_params,
 )
 
 log = logging.getLogger(__name__)
+
+# One statement and its parameters, as ``Store.commit`` takes them.
+Write = tuple[str, Any]
 
 CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
 
@@ -110,8 +119,8 @@ class Store:
 
     # ---- the write path ----------------------------------------------------------------
 
-    def _run(self, sql: str, params: Any) -> Any:
-        row = self._w.execute(sql, params).fetchone()
+    def _run(self, writes: Sequence[Write]) -> Any:
+        row = self._execute(writes)
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
             self._since_checkpoint = 0
@@ -119,29 +128,51 @@ class Store:
             self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
         return row
 
+    def _execute(self, writes: Sequence[Write]) -> Any:
+        """One commit: a lone statement on its own, several inside one transaction."""
+        w = self._w
+        if len(writes) == 1:
+            return w.execute(*writes[0]).fetchone()
+        w.execute("BEGIN IMMEDIATE")  # the write lock up front: BUSY here or not at all
+        try:
+            row = None
+            for sql, params in writes:
+                row = w.execute(sql, params).fetchone()
+            w.execute("COMMIT")
+        except BaseException:
+            if w.in_transaction:
+                w.execute("ROLLBACK")
+            raise
+        return row
+
     async def _write(self, sql: str, params: Any = ()) -> Any:
         """Run one write statement, committed on return; the first row it returns."""
+        return await self.commit((sql, params))
+
+    async def commit(self, *writes: Write) -> Any:
+        """Run ``writes`` (statement, parameters) in one transaction, committed on return;
+        the first row the last statement returns."""
         if not self._slow_writes:
             try:
-                return self._run(sql, params)
+                return self._run(writes)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
         self._slow_writes += 1
         try:
             async with self._slow_lock:
-                return await asyncio.to_thread(self._run_waiting, sql, params)
+                return await asyncio.to_thread(self._run_waiting, writes)
         finally:
             self._slow_writes -= 1
 
-    def _run_waiting(self, sql: str, params: Any) -> Any:
+    def _run_waiting(self, writes: Sequence[Write]) -> Any:
         # The loop thread leaves the writer alone while a slow write is pending.
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
             while True:
                 try:
-                    return self._w.execute(sql, params).fetchone()
+                    return self._execute(writes)
                 except sqlite3.OperationalError as exc:
                     # A stale WAL snapshot is answered BUSY without waiting: try again.
                     if not is_busy(exc) or time.monotonic() > deadline:
@@ -192,6 +223,28 @@ class Store:
     async def save_job(self, job: Job) -> None:
         """Write every field a job's life changes (its spec and identity never change)."""
         await self._write(SAVE_SQL, save_params(job))
+
+    # The writes of an attempt, for ``commit``: each names only the columns it changes,
+    # so the end of one job and the start of the next can share a transaction.
+
+    @staticmethod
+    def saving(job: Job) -> Write:
+        return (SAVE_SQL, save_params(job))
+
+    @staticmethod
+    def starting(job: Job) -> Write:
+        """``running``: the attempt number, start time and log (pid not known yet)."""
+        return (START_SQL, start_params(job))
+
+    @staticmethod
+    def started(job: Job) -> Write:
+        """The started process: pid and start time."""
+        return (PID_SQL, pid_params(job))
+
+    @staticmethod
+    def ending(job: Job) -> Write:
+        """The end of the attempt; the database adds its attempt row (trigger)."""
+        return (END_SQL, end_params(job))
 
     async def get_job(self, ref: str) -> Job:
         """A job by id, or by a unique id prefix (at least 2 characters)."""
