@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from console.core import jobs
 from console.core.runners.base import RunContext
@@ -83,3 +84,47 @@ async def test_pidfd_and_asyncio_children_behave_alike(tmp_path: Path):
         os.kill(slow.pid, signal.SIGTERM)
         assert await slow.wait() == -signal.SIGTERM  # ...leaves the exit to be awaited
     assert (tmp_path / "out.log").read_text() == "hi\n" * len(modes)
+
+
+async def test_spawned_jobs_get_default_signals_their_path_and_a_clear_not_found(tmp_path: Path):
+    """Jobs start through posix_spawn where the pidfd works: the program is found on the
+    job's own PATH (found again when it moves), SIGPIPE is back at its default (Python
+    ignores it, and an ignored signal survives exec), and a missing program fails with
+    FileNotFoundError naming it."""
+    from console.core.runners import child
+
+    if not child.HAS_PIDFD:
+        pytest.skip("posix_spawn is used with a pidfd (Linux 5.3+)")
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    out = tmp_path / "out.log"
+    prog = first / "where-am-i"
+    prog.write_text("#!/bin/sh\necho \"$0\"; grep SigIgn /proc/self/status\n")
+    prog.chmod(0o755)
+    env = {"PATH": f"{first}:{second}:/usr/bin:/bin"}
+    with open(out, "ab") as log:  # noqa: ASYNC230 - a local file, before anything runs
+        assert await (await child.spawn(["where-am-i"], stdout=log, stderr=log, cwd=None, env=env)).wait() == 0
+        prog.rename(second / "where-am-i")  # moved since it was found
+        assert await (await child.spawn(["where-am-i"], stdout=log, stderr=log, cwd=None, env=env)).wait() == 0
+        with pytest.raises(FileNotFoundError) as missing:
+            await child.spawn(["no-such-program-x"], stdout=log, stderr=log, cwd=None, env=env)
+    assert missing.value.filename == "no-such-program-x"
+    lines = out.read_text().splitlines()
+    assert lines[0] == str(first / "where-am-i") and lines[2] == str(second / "where-am-i")
+    for line in (lines[1], lines[3]):
+        ignored = int(line.split()[1], 16)
+        assert not ignored & (1 << (signal.SIGPIPE - 1)), line
+
+
+async def test_a_pipeline_job_ends_when_its_reader_does(tmp_path: Path):
+    """`yes | head -1` ends: yes dies of SIGPIPE once head exits."""
+    job = jobs.new_job(["/bin/sh", "-c", "yes | head -n 1; echo done"])
+    ctx = RunContext(tmp_path / "job.log", 0.5, _no_pid, lambda facts: None)
+    outcome = await asyncio.wait_for(ShellRunner().run(job, ctx), 60)
+    assert outcome.exit_code == 0
+    assert (tmp_path / "job.log").read_text() == "y\ndone\n"
+
+
+async def _no_pid(pid: int, start: float | None) -> None:
+    return None

@@ -117,10 +117,10 @@ class ShellRunner:
                 proc = await spawn(argv, stdout=log, stderr=log, cwd=cwd, env=env)
             except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
                 msg = f"cannot start: {exc.strerror or exc}: {exc.filename or spec.display()}"
-                log.write(f"twolane: {msg}\n".encode())
+                os.write(log, f"twolane: {msg}\n".encode())
                 return Outcome(JobState.FAILED, exit_code=127, error=msg)
         finally:
-            log.close()  # the child holds its own copy
+            os.close(log)  # the child holds its own copy
         pgid = proc.pid  # start_new_session: the child leads its own group
         try:
             # Inside the guard: a cancel that lands while the pid is being recorded must
@@ -163,19 +163,21 @@ def _job_env(overrides: dict[str, str], job_id: str) -> dict[bytes, bytes]:
 def prepare_log(path: Path) -> None:
     """Create a job's (empty) log ahead of its start, off the path from one job to the
     next: creating a file is the slowest step of a start on a busy disk."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644))
+    os.close(_append_fd(path))
 
 
-def _open_log(path: Path, job: Job):  # type: ignore[no-untyped-def]
+def _append_fd(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
     try:
-        fh = open(path, "ab", buffering=0)  # noqa: SIM115 - handed to the child, closed by caller
+        return os.open(path, flags, 0o644)
     except FileNotFoundError:  # the logs dir was removed while the owner ran
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "ab", buffering=0)  # noqa: SIM115
+        return os.open(path, flags, 0o644)
+
+
+def _open_log(path: Path, job: Job) -> int:
+    """The job's log, opened for appending (a descriptor: the child gets it as stdout)."""
+    fd = _append_fd(path)
     if job.attempts > 1:
-        fh.write(f"\n--- twolane: attempt {job.attempts} ---\n".encode())
-    return fh
+        os.write(fd, f"\n--- twolane: attempt {job.attempts} ---\n".encode())
+    return fd
