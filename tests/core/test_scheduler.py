@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import textwrap
@@ -200,9 +201,10 @@ async def test_job_output_goes_to_its_log(owner: Owner):
     assert "to-out" in text and "to-err" in text
 
 
-async def test_the_next_jobs_log_is_created_while_the_lane_runs(owner: Owner, tmp_path: Path):
-    """The log of the job next in line is created while the current one runs; a queued
-    job cancelled before its start leaves no empty log behind."""
+async def test_the_next_jobs_logs_are_created_while_the_lane_runs(owner: Owner, tmp_path: Path):
+    """The logs of the jobs next in line are created (empty) while the current one runs;
+    a queued job cancelled before its start leaves no empty log behind, and neither do
+    the jobs still queued when the owner stops."""
     gate = tmp_path / "go"
     sched = owner.scheduler
     first = await sched.submit(jobmod.new_job(
@@ -210,15 +212,45 @@ async def test_the_next_jobs_log_is_created_while_the_lane_runs(owner: Owner, tm
     second = await sched.submit(jobmod.new_job(["/bin/sh", "-c", "echo second"], lane="local"))
     third = await sched.submit(jobmod.new_job(["true"], lane="local"))
     logs = paths.logs_dir(owner.home)
-    await until(lambda: (logs / f"{second.id}.log").exists(), what="the next job's log")
+    await until(lambda: (logs / f"{third.id}.log").exists(), what="the queued jobs' logs")
     assert (logs / f"{second.id}.log").read_bytes() == b""
-    assert not (logs / f"{third.id}.log").exists()  # only the one next in line
     await sched.cancel(second.id)
+    assert not (logs / f"{second.id}.log").exists()
+    await sched.stop()
+    assert not (logs / f"{third.id}.log").exists()  # still queued: made when it starts
+    assert (logs / f"{first.id}.log").exists()
+
+
+async def test_a_job_cancelled_while_its_log_is_being_made_leaves_none(
+    owner: Owner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import threading
+
+    from console.core import scheduler as schedmod
+
+    release = threading.Event()
+    real = schedmod._create_logs
+
+    def slow_create(folder: str, job_ids: list[str]) -> list[str]:
+        release.wait(30)  # a slow disk
+        return real(folder, job_ids)
+
+    monkeypatch.setattr(schedmod, "_create_logs", slow_create)
+    gate = tmp_path / "go"
+    sched = owner.scheduler
+    await sched.submit(jobmod.new_job(
+        ["/bin/sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"], lane="local"))
+    second = await sched.submit(jobmod.new_job(["true"], lane="local"))
+    third = await sched.submit(jobmod.new_job(["true"], lane="local"))
+    await until(lambda: bool(sched._preparing), what="a batch of logs under way")
+    await sched.cancel(second.id)
+    release.set()
+    logs = paths.logs_dir(owner.home)
+    await until(lambda: not sched._preparing, what="the batch to land")
     assert not (logs / f"{second.id}.log").exists()
     gate.touch()
     await sched.wait_done(third.id)
-    assert (await sched.get(first.id)).state is JobState.SUCCEEDED
-    assert (logs / f"{third.id}.log").exists()  # made ahead when `first` started, or at its start
+    assert (logs / f"{third.id}.log").exists()
 
 
 async def test_missing_program_fails_cleanly(owner: Owner):
@@ -332,3 +364,69 @@ async def test_owner_adopts_jobs_written_directly_to_the_database(owner: Owner):
         await store.close()
     await until(lambda: all_done(owner, [job.id]), what="the owner to run a direct write")
     assert (await owner.scheduler.get(job.id)).state is JobState.SUCCEEDED
+
+
+async def test_one_commit_ends_a_job_and_starts_the_next(owner: Owner, monkeypatch: pytest.MonkeyPatch):
+    """In a busy lane the end of one job and the `running` of the next share a
+    transaction; nothing starts before its `running` row is committed."""
+    store = owner.store
+    commits: list[list[tuple[str, str]]] = []
+    real = store.commit
+
+    def what(sql: str) -> str:
+        if "state = 'running'" in sql:
+            return "start"
+        return "pid" if sql.startswith("UPDATE jobs SET pid") else "end"
+
+    async def spy(*writes):  # type: ignore[no-untyped-def]
+        row = await real(*writes)
+        commits.append([(what(sql), params[-1]) for sql, params in writes
+                        if sql.startswith("UPDATE jobs")])  # fmt: skip
+        return row
+
+    monkeypatch.setattr(store, "commit", spy)
+    sched = owner.scheduler
+    await sched.pause([Lane.LOCAL])
+    a, b, c = [await sched.submit(jobmod.new_job(["true"], lane="local")) for _ in range(3)]
+    commits.clear()
+    await sched.resume([Lane.LOCAL])
+    await sched.wait_done(c.id)
+    lifecycle = [batch for batch in commits if batch and batch[0][0] != "pid"]
+    assert lifecycle == [
+        [("start", a.id)],
+        [("end", a.id), ("start", b.id)],
+        [("end", b.id), ("start", c.id)],
+        [("end", c.id)],
+    ]
+    for job in (a, b, c):
+        stored = await store.get_job(job.id)
+        assert stored.state is JobState.SUCCEEDED and stored.pid and stored.attempts == 1
+        assert [att["state"] for att in await store.attempts(job.id)] == ["succeeded"]
+
+
+async def test_a_cancel_after_the_job_ended_does_not_cut_its_end_short(owner: Owner, tmp_path: Path):
+    """While a job's end waits for the database (another process holds its lock), a
+    cancel is too late: the job ends as it ended and its end is recorded."""
+    import sqlite3
+
+    sched = owner.scheduler
+    go = tmp_path / "go"
+    job = await sched.submit(jobmod.new_job(["/bin/sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"]))
+    await until(lambda: job.pid is not None, what="running")
+    other = sqlite3.connect(paths.db_path(owner.home), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a CLI writing with no owner... holds the lock
+    try:
+        go.touch()
+        await until(lambda: job.id in sched._finishing, what="the end waiting for the lock")
+        cancelling = asyncio.ensure_future(sched.cancel(job.id))
+        await asyncio.sleep(0.05)
+        assert not cancelling.done()  # it waits for the end to land
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await cancelling
+    done = await sched.wait_done(job.id)
+    assert done.state is JobState.SUCCEEDED
+    assert (await owner.store.get_job(job.id)).state is JobState.SUCCEEDED
+    after = await sched.submit(jobmod.new_job(["true"]))  # the lane is free again
+    assert (await sched.wait_done(after.id)).state is JobState.SUCCEEDED

@@ -196,3 +196,55 @@ async def test_a_bad_declaration_written_without_an_owner_does_not_wedge_the_lan
     await owner.scheduler.submit(job)
     done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
     assert done.state is JobState.SUCCEEDED
+
+
+async def test_gate_now_answers_from_what_is_at_hand(rig: tuple[Any, FakeSource], tmp_path: Path) -> None:
+    """The scheduler starts the next local job in the same commit as the end before it
+    only when the gate can say yes without reading anything new."""
+    owner, source = rig
+    ext = owner.signals
+    await settle(owner, source, load1=0.0, swap_used=0)
+    assert ext.gate_now(local_job()) is True
+    await settle(owner, source, load1=40.0)  # the load gate fails
+    assert ext.gate_now(local_job()) is False
+    assert (await ext.gate(local_job())) is not None
+    await settle(owner, source, load1=0.0)
+
+    model = llama_like(tmp_path / "m.gguf")
+    declared = local_job(extra={"model": str(model), "ctx": 2048})
+    assert ext.gate_now(declared) is False  # no prediction yet: the async gate makes one
+    assert (await ext.gate(declared)) is None
+    assert ext.gate_now(declared) is True  # now cached
+    big = llama_like(tmp_path / "big.gguf", n_layer=16, n_embd=4096, n_ff=4096, ttype=1)
+    too_big = local_job(extra={"model": str(big), "ctx": 8192})
+    await settle(owner, source, mem_available=3 * GIB)
+    assert (await ext.gate(too_big)) is not None
+    assert ext.gate_now(too_big) is False  # cached, and it does not fit
+
+    sample = owner.sampler.latest()
+    await owner.sampler.stop()  # no new samples: the last one grows stale
+    from console.core.signals.extension import STALE_INTERVALS
+
+    age = STALE_INTERVALS * owner.sampler.interval
+    await until(lambda: owner.clock.now() - sample["at"] > age, what="the sample to grow stale")
+    assert ext.gate_now(local_job()) is False
+
+
+async def test_a_failing_gate_holds_the_next_local_job_after_a_hand_off(
+    rig: tuple[Any, FakeSource], tmp_path: Path
+) -> None:
+    """A job ending hands its lane to the next one only through the gate: with the load
+    gate failing the next job is held with the reading, then starts once it passes."""
+    owner, source = rig
+    go = tmp_path / "go"
+    first = await owner.scheduler.submit(
+        local_job("/bin/sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"))
+    second = await owner.scheduler.submit(local_job())
+    await until(lambda: first.state is JobState.RUNNING, what="first running")
+    await settle(owner, source, load1=40.0)
+    go.touch()
+    await until(lambda: second.held_reason is not None, what="second held")
+    assert second.state is JobState.QUEUED and second.held_reason.startswith("gate load:")
+    source.set(load1=0.0)
+    done = await asyncio.wait_for(owner.scheduler.wait_done(second.id), 30)
+    assert done.state is JobState.SUCCEEDED

@@ -88,11 +88,18 @@ class Predictor:
                        kv_type=kv_type,
                        overhead_bytes=int(self.cfg.get("signals.runtime_overhead_mb") * MB))  # fmt: skip
 
-    async def get(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None]:
-        key = (model, ctx, parallel, kv_type)
-        hit = self._cache.get(key)
+    def cached(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None] | None:
+        """The prediction (or why there is none) if it is at hand, else None."""
+        hit = self._cache.get((model, ctx, parallel, kv_type))
         if hit and (hit[0] is not None or self.clock.monotonic() - hit[2] < ERROR_TTL):
             return hit[0], hit[1]
+        return None
+
+    async def get(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None]:
+        key = (model, ctx, parallel, kv_type)
+        hit = self.cached(*key)
+        if hit is not None:
+            return hit
         try:
             pred, err = await asyncio.to_thread(self.predict_sync, *key), None
         except UserError as exc:
@@ -134,6 +141,7 @@ class SignalsExtension:
         owner.sampler = self.sampler
         owner.signals = self
         owner.scheduler.gate = self.gate
+        owner.scheduler.gate_now = self.gate_now
         pull = owner.scheduler.runners.get("pull")
         if pull is not None and hasattr(pull, "size_check"):
             pull.size_check = self.download_fits
@@ -160,12 +168,15 @@ class SignalsExtension:
             return []
         return [j.pid for j in self.owner.scheduler.running() if j.pid]
 
-    async def _fresh_sample(self) -> dict[str, Any]:
+    def _recent_sample(self) -> dict[str, Any] | None:
         latest = self.sampler.latest()
         age_limit = STALE_INTERVALS * self.sampler.interval
         if latest is None or self.owner.clock.now() - latest["at"] > age_limit:
-            latest = await self.sampler.sample_once()
+            return None
         return latest
+
+    async def _fresh_sample(self) -> dict[str, Any]:
+        return self._recent_sample() or await self.sampler.sample_once()
 
     async def evaluate(self, job: Job | None) -> list[gates.GateResult]:
         """Every gate's verdict for ``job`` (or for the machine alone) right now."""
@@ -177,10 +188,40 @@ class SignalsExtension:
         if declared is not None:
             pred, error = await self.predictor.get(*declared)
             if pred is not None:
-                fit = fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
+                fit = self._fit(pred, sample)
                 if not fit.fits and not models.looks_like_path(declared[0]):
                     held = await asyncio.to_thread(models.loaded_models, ollama_url(self.config))
                     loaded = declared[0] in (held or ())
+        return self._verdicts(sample, job, declared, fit, error, loaded)
+
+    def gate_now(self, job: Job) -> bool:
+        """The gate from what is at hand (a recent sample, a prediction already made):
+        True only when ``job`` may start now. False leaves it to ``gate``, which reads
+        what is missing (and asks Ollama whether a model that does not fit is loaded)."""
+        sample = self._recent_sample()
+        if sample is None:
+            return False
+        declared = job_model(job)
+        fit: Fit | None = None
+        error = None
+        if declared is not None:
+            hit = self.predictor.cached(*declared)
+            if hit is None:
+                return False
+            pred, error = hit
+            if pred is not None:
+                fit = self._fit(pred, sample)
+                if not fit.fits:
+                    return False
+        return gates.held_reason(self._verdicts(sample, job, declared, fit, error, False)) is None
+
+    def _fit(self, pred: Prediction, sample: dict[str, Any]) -> Fit:
+        return fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
+
+    def _verdicts(
+        self, sample: dict[str, Any], job: Job | None, declared: tuple[str, int, int, str] | None,
+        fit: Fit | None, error: str | None, loaded: bool,
+    ) -> list[gates.GateResult]:  # fmt: skip
         return gates.evaluate(
             sample, self.sampler.history(gates.SWAP_GROWTH_WINDOW), self.thresholds,
             disk_need=job_disk_need(job, self.config, self.thresholds) if job else None,
