@@ -82,12 +82,13 @@ def _cell(value: Any) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from console.core import config
-    from console.core.signals import gates, models
+    from console.core.signals import gates, models, settings
     from console.core.signals.extension import ollama_url
     from console.core.signals.predict import DEFAULT_CTX, MB, fits, predict
     from console.core.signals.sources import SystemSource
 
     cfg = config.load()
+    settings.check(cfg)
     shape, source = models.resolve(args.model, ollama_url(cfg))
     pred = predict(shape, model=args.model, source=source, ctx=args.ctx or DEFAULT_CTX,
                    parallel=args.parallel, kv_type=args.kv_type,

@@ -19,7 +19,7 @@ from typing import Any
 from console.core import events, rules
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
-from console.core.signals import gates, models
+from console.core.signals import gates, models, settings
 from console.core.signals.predict import DEFAULT_CTX, MB, Fit, Prediction, fits, predict
 from console.core.signals.sampler import Sampler
 from console.core.signals.sources import Source, SystemSource
@@ -103,6 +103,7 @@ class Predictor:
 
 class SignalsExtension:
     def __init__(self, config: Any, source: Source | None = None) -> None:
+        settings.check(config)
         self.config = config
         self.source = source
         self.thresholds = gates.Thresholds.from_config(config)
@@ -325,6 +326,7 @@ def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
 
 def local_report(cfg: Any, home: Path) -> dict[str, Any]:
     """Gate verdicts with no owner running: one reading of this machine, no job."""
+    settings.check(cfg)
     th = gates.Thresholds.from_config(cfg)
     source = SystemSource([str(home), *model_dirs(cfg)], th.heavy_process_patterns,
                           cfg.get("signals.top_processes"))  # fmt: skip
