@@ -6,17 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.cli import EXIT_FAILED, _home, _print_json
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+from console.cli import EXIT_FAILED, _home, _positive_int, _print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

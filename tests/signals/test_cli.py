@@ -59,6 +59,33 @@ def test_gates_without_an_owner() -> None:
     assert text.stdout.splitlines()[0].split() == ["GATE", "READING", "THRESHOLD", "VERDICT"]
 
 
+def test_add_declares_a_model_without_an_owner(home: Path, tmp_path: Path) -> None:
+    model = llama_like(tmp_path / "m.gguf")
+    added = run_twolane("add", "--model", "m.gguf", "--ctx", "2048", "--parallel", "2",
+                        "--kv-type", "q8_0", "--json", "--", "true", cwd=tmp_path)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    # A relative path is the caller's: made absolute before an owner (elsewhere) reads it.
+    assert json.loads(added.stdout)["spec"]["extra"] == {
+        "model": str(model), "ctx": 2048, "parallel": 2, "kv_type": "q8_0"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--model", "missing.gguf"], "twolane: no such GGUF file: "),
+     (["--model", "notes.gguf"], "is not a GGUF file"),
+     (["--model", "m.gguf", "--ctx", "0"], "argument --ctx: must be at least 1, got 0"),
+     (["--ctx", "4096"], "twolane: --ctx, --parallel and --kv-type size the footprint of --model; add --model M"),
+     (["--kv-type", "q8_0"], "add --model M"),
+     (["--model", "m.gguf", "--kv-type", "q5_1"], "invalid choice: 'q5_1'")],
+)  # fmt: skip
+def test_add_refuses_a_bad_declaration(args: list[str], message: str, home: Path, tmp_path: Path) -> None:
+    llama_like(tmp_path / "m.gguf")
+    (tmp_path / "notes.gguf").write_text("hello")
+    result = run_twolane("add", *args, "--", "true", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr
+    assert run_twolane("ls", "--json").stdout.strip() == "[]"  # nothing was queued
+
+
 @pytest.fixture
 def serve(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real owner whose gates pass on a busy test machine unless a test says otherwise."""
@@ -90,6 +117,12 @@ def test_gates_force_and_model_through_the_owner(serve: subprocess.Popen[str], t
 
     missing = run_twolane("add", "--model", str(tmp_path / "missing.gguf"), "--", "true")
     assert missing.returncode == 2 and "no such GGUF file" in missing.stderr
+
+    # The owner runs in another directory: a relative path is the caller's file.
+    llama_like(tmp_path / "small.gguf")
+    small = run_twolane("add", "--model", "small.gguf", "--json", "--", "true", cwd=tmp_path)
+    assert small.returncode == 0, small.stderr
+    assert json.loads(small.stdout)["meta"]["footprint"]["source"] == str(tmp_path / "small.gguf")
 
     # 64 layers x 8192 wide in f16 is ~9 GB of weights; with --ctx 1M it cannot fit here.
     big = llama_like(tmp_path / "big.gguf", n_layer=64, n_embd=8192, n_ff=8192, ttype=1)
