@@ -146,6 +146,7 @@ async def _has(coro: Any, rule: str) -> bool:
 async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
     from console.client import AsyncControlClient
     from console.core import paths
+    from console.core.errors import UserError
 
     owner, source = rig
     client = AsyncControlClient(paths.socket_path(owner.home))
@@ -159,6 +160,16 @@ async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
                                                                   "job_ids": ["x"]})  # fmt: skip
         assert found["violation"]["rule"] == "latency_p95"
         assert (await client.request("POST", "/signals/latency", {"p95_ms": 200, "baseline_ms": 100}))["violation"] is None
+        for body, message in (
+            ([1], "send a JSON object"),
+            ({"p95_ms": "nan", "baseline_ms": 100}, "p95_ms must be a number of milliseconds"),
+            ({"p95_ms": 900, "baseline_ms": -1}, "baseline_ms must be a number of milliseconds above 0"),
+            ({"p95_ms": 900, "baseline_ms": 100, "job_ids": "abc"}, "job_ids must be a list"),
+        ):  # fmt: skip
+            with pytest.raises(UserError, match=message):
+                await client.request("POST", "/signals/latency", body)
+        with pytest.raises(UserError, match="seconds must be a number"):
+            await client.request("GET", "/signals/history?seconds=abc")
     finally:
         await client.aclose()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,32 @@ def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
     return job_model(job)
 
 
+LATENCY_BODY = '{"p95_ms": N, "baseline_ms": N, "job_ids": ["id", ...], "source": "..."}'
+
+
+def latency_body(body: Any) -> tuple[float, float, list[str], str]:
+    """``POST /signals/latency``'s body checked: p95 and baseline in milliseconds (finite,
+    the baseline above 0), job ids a list of strings, source a string. Raises UserError."""
+    if not isinstance(body, dict):
+        raise UserError(f"send a JSON object: {LATENCY_BODY}")
+    p95, base = body.get("p95_ms"), body.get("baseline_ms")
+    if not _finite(p95) or p95 < 0:
+        raise UserError(f"p95_ms must be a number of milliseconds, 0 or more; got {p95!r}")
+    if not _finite(base) or base <= 0:
+        raise UserError(f"baseline_ms must be a number of milliseconds above 0; got {base!r}")
+    job_ids = body.get("job_ids") or []
+    if not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids):
+        raise UserError(f"job_ids must be a list of job id strings; got {job_ids!r}")
+    source = body.get("source") or ""
+    if not isinstance(source, str):
+        raise UserError(f"source must be a string; got {source!r}")
+    return float(p95), float(base), job_ids, source
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
     from aiohttp import web
 
@@ -313,11 +340,10 @@ def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
     async def latency_route(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            p95, base = float(body["p95_ms"]), float(body["baseline_ms"])
-            job_ids = [str(j) for j in body.get("job_ids") or []]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UserError("send JSON {\"p95_ms\": N, \"baseline_ms\": N, \"job_ids\": [...]}") from None
-        found = await ext.observe_latency(p95, base, job_ids, str(body.get("source") or ""))
+        except ValueError:
+            body = None
+        p95, base, job_ids, source = latency_body(body)
+        found = await ext.observe_latency(p95, base, job_ids, source)
         return _json({"violation": found}, status=201 if found else 200)
 
     return [("GET", "/signals/history", history), ("GET", "/gates", gates_route),
