@@ -48,11 +48,16 @@ def cmd_gates(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else EXIT_FAILED
 
 
+# The unit of each gate's reading and threshold (the JSON carries bare numbers).
+UNITS = {"load": " per core", "disk": " GB", "swap": " GB", "swap_growth": " MB", "model": " GB"}
+
+
 def fmt_gates(report: dict[str, Any]) -> str:
     rows = [["GATE", "READING", "THRESHOLD", "VERDICT"]]
     for g in report["gates"]:
         name = g["gate"] + (f" {g['subject']}" if g.get("subject") else "")
-        rows.append([name, _cell(g["reading"]), _cell(g["threshold"]), g["verdict"]])
+        unit = UNITS.get(g["gate"], "")
+        rows.append([name, _cell(g["reading"], unit), _cell(g["threshold"], unit), g["verdict"]])
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     failing = [g["message"] for g in report["gates"] if g["verdict"] != "pass"]
@@ -66,8 +71,8 @@ def fmt_gates(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _cell(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -55,8 +55,17 @@ def test_gates_without_an_owner() -> None:
     assert report["owner"] is False
     names = [g["gate"] for g in report["gates"]]
     assert names[0] == "load" and "swap" in names and "heavy_process" in names
+    # One reading cannot say whether swap is growing.
+    growth = next(g for g in report["gates"] if g["gate"] == "swap_growth")
+    assert (growth["verdict"], growth["reading"]) == ("unknown", None)
     text = run_twolane("gates")
-    assert text.stdout.splitlines()[0].split() == ["GATE", "READING", "THRESHOLD", "VERDICT"]
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["GATE", "READING", "THRESHOLD", "VERDICT"]
+    load = next(line for line in lines if line.startswith("load "))
+    assert load.endswith(("pass", "fail")) and "1000.0 per core" in load  # tests set 1000
+    assert next(line for line in lines if line.startswith("swap ")).split()[2:4] == ["GB", "2.0"]
+    assert next(line for line in lines if line.startswith("swap_growth")).split()[1:] == ["-", "128.0", "MB", "unknown"]
+    assert "gate swap_growth: unknown: needs two samples from the last minute" in text.stdout
 
 
 def test_add_declares_a_model_without_an_owner(home: Path, tmp_path: Path) -> None:
