@@ -207,3 +207,62 @@ async def test_a_bad_declaration_written_without_an_owner_does_not_wedge_the_lan
     await owner.scheduler.submit(job)
     done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 30)
     assert done.state is JobState.SUCCEEDED
+
+
+async def test_a_held_lane_is_rechecked_with_back_off_and_starts_when_the_gate_passes(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-checks follow the owner's (manual) clock: 0.5 s after the hold, then doubling to
+    10 s; the job starts at the first re-check after the reading clears."""
+    from console.core import scheduler as scheduler_mod
+    from console.core.clock import ManualClock
+    from console.owner import Owner
+
+    monkeypatch.setattr(scheduler_mod, "HOUSEKEEPING_INTERVAL", 0.01)  # look often, real time
+    clock = ManualClock()
+    cfg = config.load()
+    cfg.set("signals.interval", 0.05)
+    for key in ("gates.max_load_per_core", "gates.max_swap_gb", "gates.min_free_disk_gb"):
+        cfg.set(key, config.DEFAULTS[key])
+    source = FakeSource(disk_free={str(home): 100 * 10**9}, swap_used=int(2.6e9))
+    owner = Owner(home, cfg, clock=clock, extensions=[SignalsExtension(cfg, source=source)])
+    await owner.start()
+    try:
+        sched = owner.scheduler
+        checked: list[float] = []  # the manual clock at each gate check
+        gate, housekeeping = sched.gate, sched._housekeeping
+        ticks = 0
+
+        async def counted_gate(job: Any) -> str | None:
+            checked.append(clock.monotonic())
+            return await gate(job)
+
+        async def counted_housekeeping() -> None:
+            nonlocal ticks
+            await housekeeping()
+            ticks += 1
+
+        sched.gate, sched._housekeeping = counted_gate, counted_housekeeping
+
+        async def step(seconds: float) -> None:
+            """Move the clock, then let housekeeping look at it twice (a whole pass)."""
+            clock.advance(seconds)
+            seen = ticks
+            await until(lambda: ticks >= seen + 2, what="two housekeeping passes")
+
+        job = await sched.submit(local_job())
+        await until(lambda: job.held_reason is not None, what="held on swap")
+        assert job.held_reason.startswith("gate swap: 2.60 GB used > 2.0 GB")
+        for _ in range(80):  # 40 s of owner time in half seconds
+            await step(0.5)
+        assert sorted(set(checked)) == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5, 35.5]
+        assert job.state is JobState.QUEUED
+        await settle(owner, source, swap_used=0)
+        while job.state is JobState.QUEUED:
+            await step(0.5)
+            assert clock.monotonic() <= 45.5, "not started at the first re-check after the gate cleared"
+        assert checked[-1] == 45.5
+        done = await asyncio.wait_for(sched.wait_done(job.id), 30)
+        assert done.state is JobState.SUCCEEDED and done.held_reason is None
+    finally:
+        await owner.stop()
