@@ -12,7 +12,9 @@ Rules (names as stored):
 - ``load_high``: load per core above ``gates.max_load_per_core`` for more than
   ``rules.load_high_seconds``.
 - ``heavy_process``: a heavy process running outside the console.
-- ``latency_p95``: p95 latency above ``rules.latency_factor`` x the single-stream baseline.
+- ``latency_p95``: p95 latency above ``rules.latency_factor`` x the single-stream baseline
+  (the gateway's requests through ``signals.latency``; anyone through
+  ``POST /signals/latency``; the ladder records its own ``ladder.p95_ratio``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The signals extension: runs the sampler in the owner, gates local jobs, predicts
-declared models' footprints, and turns samples into rule violations.
+declared models' footprints, and turns samples (and the gateway's request latencies) into
+rule violations.
 
 It sets ``owner.sampler`` (``history(seconds)``, ``latest()``), ``owner.signals`` (this
 object: ``observe_latency`` for the gateway and the ladder), ``owner.scheduler.gate``,
@@ -21,6 +22,7 @@ from console.core import events, rules
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
 from console.core.signals import gates, models, settings
+from console.core.signals.latency import LatencyWatch
 from console.core.signals.predict import DEFAULT_CTX, MB, Fit, Prediction, fits, predict
 from console.core.signals.sampler import Sampler
 from console.core.signals.sources import Source, SystemSource
@@ -114,7 +116,9 @@ class SignalsExtension:
         self.sampler: Sampler
         self.predictor: Predictor
         self._watch: asyncio.Task[None] | None = None
+        self._requests: asyncio.Task[None] | None = None
         self._forced_seen: set[tuple[str, int]] = set()
+        self.latency = LatencyWatch(self.limits.latency_factor)
 
     # ---- life cycle ---------------------------------------------------------------------
 
@@ -145,13 +149,17 @@ class SignalsExtension:
         self.sampler.start()
         sub = owner.bus.subscribe({events.JOB}, where=_forced_local_start)
         self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
+        requests = owner.bus.subscribe({events.JOB}, where=_gateway_request)
+        self._requests = asyncio.create_task(self._watch_requests(requests),
+                                             name="twolane-signals-latency")  # fmt: skip
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        for task in (self._watch, self._requests):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = self._requests = None
         if hasattr(self, "sampler"):
             await self.sampler.stop()
 
@@ -263,6 +271,33 @@ class SignalsExtension:
                 except Exception:
                     log.exception("recording a forced gate failed")
 
+    async def _watch_requests(self, sub: Any) -> None:
+        """Gateway requests starting and ending feed the ``latency_p95`` rule."""
+        lagged = 0
+        with sub:
+            while True:
+                data = (await sub.get()).data
+                if sub.lagged != lagged:  # starts or ends were dropped: overlaps unknown
+                    lagged = sub.lagged
+                    self.latency.forget_running()
+                try:
+                    breach = self._request_event(data)
+                    if breach is not None:
+                        await self.observe_latency(breach.p95_ms, breach.baseline_ms,
+                                                   breach.job_ids, breach.source)  # fmt: skip
+                except Exception:
+                    log.exception("latency bookkeeping failed")
+
+    def _request_event(self, data: dict[str, Any]) -> Any:
+        extra = data["spec"]["extra"]
+        upstream = str(extra["upstream"])
+        if data["state"] == JobState.RUNNING.value:
+            self.latency.started(data["id"], upstream)
+            return None
+        took = data["meta"].get("duration_ms") if data["state"] == JobState.SUCCEEDED.value else None
+        key = (upstream, str(extra.get("model") or ""), str(data["kind"]))
+        return self.latency.ended(data["id"], key, float(took) if _finite(took) else None)
+
     async def observe_latency(self, p95_ms: float, baseline_ms: float, job_ids: list[str],
                               source: str = "") -> dict[str, Any] | None:
         """Feed a p95 latency measurement (gateway, ladder); records a violation if slow."""
@@ -277,6 +312,14 @@ def _forced_local_start(event: events.Event) -> bool:
     """What ``_watch_jobs`` records: a forced local job starting (other events never wake it)."""
     data = event.data
     return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == JobState.RUNNING.value
+
+
+def _gateway_request(event: events.Event) -> bool:
+    """What ``_watch_requests`` follows: gateway requests (they name their upstream)
+    starting or ending; pulls are downloads, not requests."""
+    data = event.data
+    return (bool((data.get("spec") or {}).get("extra", {}).get("upstream")) and data.get("kind") != "pull"
+            and data.get("state") != JobState.QUEUED.value)  # fmt: skip
 
 
 def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
