@@ -598,7 +598,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("violations", help="rule violations, oldest first")
-    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--limit", type=_positive_int, default=500, help="at most this many, the newest (default 500)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_violations)
 

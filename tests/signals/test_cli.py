@@ -95,6 +95,13 @@ def test_add_refuses_a_bad_declaration(args: list[str], message: str, home: Path
     assert run_twolane("ls", "--json").stdout.strip() == "[]"  # nothing was queued
 
 
+def test_violations_limit_must_be_positive(home: Path) -> None:
+    result = run_twolane("violations", "--limit", "0")
+    assert result.returncode == 2 and "argument --limit: must be at least 1, got 0" in result.stderr
+    empty = run_twolane("violations", "--json")
+    assert empty.returncode == 0 and json.loads(empty.stdout) == []
+
+
 @pytest.fixture
 def serve(home: Path, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """A real owner whose gates pass on a busy test machine unless a test says otherwise."""
