@@ -266,3 +266,30 @@ async def test_a_held_lane_is_rechecked_with_back_off_and_starts_when_the_gate_p
         assert done.state is JobState.SUCCEEDED and done.held_reason is None
     finally:
         await owner.stop()
+
+
+async def test_a_gateway_request_is_predicted_through_its_own_upstream(rig: tuple[Any, FakeSource]) -> None:
+    """A chat request names its upstream: its model is asked of that Ollama (not of
+    signals.ollama_url), and a model behind an OpenAI-style upstream is 'unknown'."""
+    from tests.signals.conftest import FakeOllama
+
+    owner, source = rig
+    owner.config.set("signals.ollama_url", "http://127.0.0.1:9")  # nobody there
+    with FakeOllama() as ollama:
+        owner.config.set("upstreams", [
+            {"name": "box", "kind": "ollama", "base_url": ollama.url, "lane": "local", "models": ["*"]},
+            {"name": "llamacpp", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "lane": "local",
+             "models": ["gguf-model"]}])  # fmt: skip
+        ollama.shows["huge:70b"] = {"modelfile": "FROM /not/here\n", "model_info": {
+            "general.architecture": "llama", "llama.block_count": 80, "llama.embedding_length": 8192,
+            "llama.attention.head_count": 64, "llama.attention.head_count_kv": 8}}  # fmt: skip
+        ollama.tags = [{"name": "huge:70b", "size": 40 * 10**9}]
+        request = jobs.new_job([], lane="local", kind="chat", extra={"model": "huge:70b", "upstream": "box"})
+        results = {r.gate: r for r in await owner.signals.evaluate(request)}
+        assert results["model"].verdict == "fail"
+        assert results["model"].message.startswith("gate model: huge:70b needs ")
+        assert ("/api/show", {"model": "huge:70b"}) in ollama.requests
+    other = jobs.new_job([], lane="local", kind="chat", extra={"model": "gguf-model", "upstream": "llamacpp"})
+    results = {r.gate: r for r in await owner.signals.evaluate(other)}
+    assert results["model"].verdict == "unknown"
+    assert "served by upstream 'llamacpp' (openai), which cannot say its size" in results["model"].message

@@ -47,14 +47,18 @@ def ollama_url(cfg: Any) -> str:
     return str(cfg.get("signals.ollama_url"))
 
 
-def job_model(job: Job) -> tuple[str, int, int, str] | None:
-    """(model, ctx, parallel, kv type) a job declares in ``spec.extra``, if any."""
+Declared = tuple[str, int, int, str, str]  # model, ctx, parallel, kv type, gateway upstream
+
+
+def job_model(job: Job) -> Declared | None:
+    """(model, ctx, parallel, kv type, upstream) a job declares in ``spec.extra``, if any;
+    the upstream is the gateway's, for a request ("" for a job added with --model)."""
     extra = job.spec.extra
     model = extra.get("model")
     if not model or job.kind == "pull":  # a pull writes the model; it does not load it
         return None
     return (str(model), _whole(extra.get("ctx"), DEFAULT_CTX), _whole(extra.get("parallel"), 1),
-            str(extra.get("kv_type") or "f16"))  # fmt: skip
+            str(extra.get("kv_type") or "f16"), str(extra.get("upstream") or ""))  # fmt: skip
 
 
 def _whole(value: Any, default: int) -> int:
@@ -78,21 +82,36 @@ def job_disk_need(job: Job, cfg: Any, th: gates.Thresholds) -> dict[str, float]:
 
 
 class Predictor:
-    """Footprint predictions, cached per (model, ctx, parallel, kv type)."""
+    """Footprint predictions, cached per (model, ctx, parallel, kv type, upstream)."""
 
     def __init__(self, cfg: Any, clock: Any) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._cache: dict[tuple[str, int, int, str], tuple[Prediction | None, str | None, float]] = {}
+        self._cache: dict[Declared, tuple[Prediction | None, str | None, float]] = {}
 
-    def predict_sync(self, model: str, ctx: int, parallel: int, kv_type: str) -> Prediction:
-        shape, source = models.resolve(model, ollama_url(self.cfg))
+    def ollama_for(self, model: str, upstream: str = "") -> str:
+        """Where to ask about an Ollama model name: the gateway upstream serving the
+        request when it is an Ollama, else ``signals.ollama_url``. Raises UserError for a
+        name served by another kind of upstream (no Ollama to ask about it)."""
+        from console.core.upstreams import parse_upstreams
+
+        found = next((u for u in parse_upstreams(self.cfg.get("upstreams")) if u.name == upstream), None)
+        if found is None or models.looks_like_path(model):
+            return ollama_url(self.cfg)
+        if found.kind != "ollama":
+            raise UserError(f"'{model}' is served by upstream '{upstream}' ({found.kind}), which cannot"
+                            " say its size; name the .gguf file as the model to have it predicted")  # fmt: skip
+        return found.root()
+
+    def predict_sync(self, model: str, ctx: int, parallel: int, kv_type: str, upstream: str = "") -> Prediction:
+        shape, source = models.resolve(model, self.ollama_for(model, upstream))
         return predict(shape, model=model, source=source, ctx=ctx, parallel=parallel,
                        kv_type=kv_type,
                        overhead_bytes=int(self.cfg.get("signals.runtime_overhead_mb") * MB))  # fmt: skip
 
-    async def get(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None]:
-        key = (model, ctx, parallel, kv_type)
+    async def get(self, model: str, ctx: int, parallel: int, kv_type: str,
+                  upstream: str = "") -> tuple[Prediction | None, str | None]:  # fmt: skip
+        key = (model, ctx, parallel, kv_type, upstream)
         hit = self._cache.get(key)
         if hit and (hit[0] is not None or self.clock.monotonic() - hit[2] < ERROR_TTL):
             return hit[0], hit[1]
@@ -322,7 +341,7 @@ def _gateway_request(event: events.Event) -> bool:
             and data.get("state") != JobState.QUEUED.value)  # fmt: skip
 
 
-def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
+def _check_declared(job: Job) -> Declared | None:
     from console.core.signals.predict import check_ctx, check_kv_type
 
     extra = job.spec.extra
