@@ -41,6 +41,24 @@ def test_predict_bad_input(args: list[str], message: str, tmp_path: Path) -> Non
     assert message in result.stderr
 
 
+def test_predict_an_ollama_name(tmp_path: Path) -> None:
+    from tests.signals.conftest import FakeOllama
+
+    blob = llama_like(tmp_path / "sha256-abc", n_layer=5)
+    with FakeOllama() as ollama:
+        ollama.shows["tiny:1b"] = {"modelfile": f"FROM {blob}\n", "model_info": {}}
+        result = run_twolane("predict", "tiny:1b", "--ctx", "1024", "--json",
+                             env={"OLLAMA_HOST": ollama.url})  # fmt: skip
+        missing = run_twolane("predict", "nope:1b", env={"OLLAMA_HOST": ollama.url})
+    assert result.returncode in (0, 1), result.stderr
+    data = json.loads(result.stdout)
+    assert (data["model"], data["source"], data["n_layer"]) == ("tiny:1b", str(blob), 5)
+    assert data["kv_bytes"] == 5 * 1024 * 2 * (32 + 32) * 2
+    assert missing.returncode == 2
+    assert missing.stderr.endswith("does not have model 'nope:1b'; `ollama pull nope:1b` first, or give a .gguf path\n")
+    assert missing.stderr.count("\n") == 1
+
+
 def test_predict_not_a_gguf(tmp_path: Path) -> None:
     bad = tmp_path / "notes.gguf"
     bad.write_text("hello")
