@@ -78,3 +78,15 @@ async def test_the_console_exits_2_with_the_message(home: Path) -> None:
     async with app.run_test(size=(80, 24)):
         await until(lambda: app.return_code is not None, what="the console to exit")
     assert app.return_code == 2
+
+
+def test_docs_list_every_key_with_its_default() -> None:
+    """docs/signals.md's configuration table says each default the code has."""
+    import re
+    import tomllib
+
+    doc = (Path(__file__).parents[2] / "docs" / "signals.md").read_text()
+    rows = dict(re.findall(r"^\| `((?:signals|gates|rules)\.\w+)` \| `([^`]+)` \|", doc, re.M))
+    assert set(rows) == set(settings.CHECKS)
+    for key, text in rows.items():
+        assert tomllib.loads(f"v = {text}")["v"] == config.DEFAULTS[key], key
