@@ -120,7 +120,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.env:
         payload["env"] = dict(_parse_env(e) for e in args.env)
     if args.model:
-        payload["extra"] = {"model": args.model, **({"ctx": args.ctx} if args.ctx else {})}
+        payload["extra"] = _declared_model(args)
+    elif args.ctx is not None or args.parallel is not None or args.kv_type is not None:
+        raise CliError("--ctx, --parallel and --kv-type size the footprint of --model; add --model M")
     if payload["cwd"] is None:
         payload["cwd"] = str(Path.cwd())
     backend = _backend()
@@ -133,6 +135,23 @@ def cmd_add(args: argparse.Namespace) -> int:
     else:
         print(job["id"])
     return 0
+
+
+def _declared_model(args: argparse.Namespace) -> dict[str, Any]:
+    """``spec.extra`` for ``--model``: a GGUF path is made absolute here (the owner runs in
+    another directory) and its metadata read, so a missing or non-GGUF file is refused
+    whether or not an owner runs; an Ollama name is resolved by the owner."""
+    from console.core.signals import gguf, models
+
+    model = args.model
+    if models.looks_like_path(model):
+        model = str(Path(model).expanduser().resolve())
+        gguf.read(model)
+    extra: dict[str, Any] = {"model": model}
+    for key in ("ctx", "parallel", "kv_type"):
+        if getattr(args, key) is not None:
+            extra[key] = getattr(args, key)
+    return extra
 
 
 def _parse_env(text: str) -> tuple[str, str]:
@@ -451,6 +470,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 class _Skipped:
     """Stands in for the parser of a command that is not being run: takes any call."""
 
@@ -513,8 +542,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", metavar="NAME=VALUE", help="extra environment")
     p.add_argument("--shell", action="store_true", help="run COMMAND as one /bin/sh string")
     p.add_argument("--force", action="store_true", help="skip the pre-flight gates (recorded as a violation)")
-    p.add_argument("--model", help="the model this job loads (checked against free memory)")
-    p.add_argument("--ctx", type=int, help="context length for --model's footprint")
+    p.add_argument("--model", help="the model this job loads: a .gguf path or an Ollama name "
+                   "(its predicted footprint must fit in free memory)")  # fmt: skip
+    p.add_argument("--ctx", type=_positive_int, help="context per sequence for --model's footprint (default 4096)")
+    p.add_argument("--parallel", type=_positive_int, help="parallel sequences for --model's footprint (default 1)")
+    p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], help="KV cache type for --model's footprint (default f16)")
     p.add_argument("--json", action="store_true", help="print the whole job as JSON")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]")
     p.set_defaults(func=cmd_add)
@@ -566,7 +598,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("violations", help="rule violations, oldest first")
-    p.add_argument("--limit", type=int, default=500)
+    p.add_argument("--limit", type=_positive_int, default=500, help="at most this many, the newest (default 500)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_violations)
 

@@ -53,12 +53,12 @@ async def owner(home: Path) -> AsyncIterator[object]:
 
 
 def run_twolane(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-                input: str | None = None) -> subprocess.CompletedProcess[str]:
+                input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess (same interpreter, current environment)."""
     return subprocess.run(
         [sys.executable, "-m", "console", *args],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-        input=input,
+        input=input, cwd=cwd,
     )  # fmt: skip
 
 

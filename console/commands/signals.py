@@ -6,17 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from console.cli import EXIT_FAILED, _home, _print_json
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
+from console.cli import EXIT_FAILED, _home, _positive_int, _print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,11 +48,16 @@ def cmd_gates(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else EXIT_FAILED
 
 
+# The unit of each gate's reading and threshold (the JSON carries bare numbers).
+UNITS = {"load": " per core", "disk": " GB", "swap": " GB", "swap_growth": " MB", "model": " GB"}
+
+
 def fmt_gates(report: dict[str, Any]) -> str:
     rows = [["GATE", "READING", "THRESHOLD", "VERDICT"]]
     for g in report["gates"]:
         name = g["gate"] + (f" {g['subject']}" if g.get("subject") else "")
-        rows.append([name, _cell(g["reading"]), _cell(g["threshold"]), g["verdict"]])
+        unit = UNITS.get(g["gate"], "")
+        rows.append([name, _cell(g["reading"], unit), _cell(g["threshold"], unit), g["verdict"]])
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows]
     failing = [g["message"] for g in report["gates"] if g["verdict"] != "pass"]
@@ -76,18 +71,19 @@ def fmt_gates(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+def _cell(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value}{unit}"
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from console.core import config
-    from console.core.signals import gates, models
+    from console.core.signals import gates, models, settings
     from console.core.signals.extension import ollama_url
     from console.core.signals.predict import DEFAULT_CTX, MB, fits, predict
     from console.core.signals.sources import SystemSource
 
     cfg = config.load()
+    settings.check(cfg)
     shape, source = models.resolve(args.model, ollama_url(cfg))
     pred = predict(shape, model=args.model, source=source, ctx=args.ctx or DEFAULT_CTX,
                    parallel=args.parallel, kv_type=args.kv_type,

@@ -12,11 +12,14 @@ Rules (names as stored):
 - ``load_high``: load per core above ``gates.max_load_per_core`` for more than
   ``rules.load_high_seconds``.
 - ``heavy_process``: a heavy process running outside the console.
-- ``latency_p95``: p95 latency above ``rules.latency_factor`` x the single-stream baseline.
+- ``latency_p95``: p95 latency above ``rules.latency_factor`` x the single-stream baseline
+  (the gateway's requests through ``signals.latency``; anyone through
+  ``POST /signals/latency``; the ladder records its own ``ladder.p95_ratio``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +175,9 @@ def gate_forced(job: Job, results: list[GateResult], at: float) -> Violation:
 def latency(p95_ms: float, baseline_ms: float, factor: float, job_ids: list[str], at: float,
             source: str = "") -> Violation | None:
     """A ``latency_p95`` violation when p95 exceeds ``factor`` x the single-stream baseline."""
-    if baseline_ms <= 0 or p95_ms <= factor * baseline_ms:
+    if not (math.isfinite(p95_ms) and math.isfinite(baseline_ms)) or baseline_ms <= 0:
+        return None  # no measurement to compare (a NaN would compare as "slow")
+    if p95_ms <= factor * baseline_ms:
         return None
     where = f" ({source})" if source else ""
     return Violation(

@@ -20,7 +20,7 @@ from textual.app import App
 from console.core import config as config_mod
 from console.core import paths
 from console.core.clock import Clock, SystemClock
-from console.core.config import Config
+from console.core.config import Config, ConfigError
 from console.core.errors import OwnerRunning, UserError
 from console.tui.commands import Command, ConsoleCommands, check_keymap
 from console.tui.model import ConsoleModel
@@ -107,6 +107,9 @@ class TwolaneApp(App[int]):
     async def _connect(self) -> None:
         try:
             self.session = await self._factory()
+        except ConfigError as exc:  # an extension refused a value: the CLI's exit code for it
+            self.exit(2, return_code=2, message=f"twolane: {exc}")
+            return
         except (OwnerRunning, UserError, OSError) as exc:
             self.exit(3, return_code=3, message=f"twolane: {exc}")
             return

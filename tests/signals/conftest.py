@@ -99,6 +99,40 @@ def llama_like(
     return gguf.write(path, meta, tensors)
 
 
+def gemma2_like(path: Path, *, n_layer: int = 6, n_embd: int = 256, n_head: int = 4,
+                n_head_kv: int = 2, head_dim: int = 64, n_ff: int = 512, window: int = 1024,
+                n_vocab: int = 49152) -> Path:
+    """A small gemma2 (sliding window on even layers) with the exact tensors llama.cpp
+    loads for that architecture, f16 weights and f32 norms (no data section)."""
+    arch = "gemma2"
+    meta: dict[str, Any] = {
+        "general.architecture": arch, "general.name": "swa-test",
+        f"{arch}.context_length": 32768, f"{arch}.embedding_length": n_embd,
+        f"{arch}.block_count": n_layer, f"{arch}.feed_forward_length": n_ff,
+        f"{arch}.attention.head_count": n_head, f"{arch}.attention.head_count_kv": n_head_kv,
+        f"{arch}.attention.key_length": head_dim, f"{arch}.attention.value_length": head_dim,
+        f"{arch}.attention.layer_norm_rms_epsilon": 1e-6,
+        f"{arch}.attention.sliding_window": window, f"{arch}.vocab_size": n_vocab,
+    }  # fmt: skip
+    f16, f32 = 1, 0
+    tensors = [("token_embd.weight", [n_embd, n_vocab], f16), ("output_norm.weight", [n_embd], f32)]
+    for il in range(n_layer):
+        tensors += [
+            (f"blk.{il}.attn_norm.weight", [n_embd], f32),
+            (f"blk.{il}.attn_q.weight", [n_embd, n_head * head_dim], f16),
+            (f"blk.{il}.attn_k.weight", [n_embd, n_head_kv * head_dim], f16),
+            (f"blk.{il}.attn_v.weight", [n_embd, n_head_kv * head_dim], f16),
+            (f"blk.{il}.attn_output.weight", [n_head * head_dim, n_embd], f16),
+            (f"blk.{il}.post_attention_norm.weight", [n_embd], f32),
+            (f"blk.{il}.ffn_norm.weight", [n_embd], f32),
+            (f"blk.{il}.ffn_gate.weight", [n_embd, n_ff], f16),
+            (f"blk.{il}.ffn_up.weight", [n_embd, n_ff], f16),
+            (f"blk.{il}.ffn_down.weight", [n_ff, n_embd], f16),
+            (f"blk.{il}.post_ffw_norm.weight", [n_embd], f32),
+        ]
+    return gguf.write(path, meta, tensors)
+
+
 class FakeOllama:
     """A tiny Ollama on 127.0.0.1: /api/show, /api/tags and /api/ps from dicts a test fills."""
 

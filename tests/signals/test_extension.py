@@ -146,6 +146,7 @@ async def _has(coro: Any, rule: str) -> bool:
 async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
     from console.client import AsyncControlClient
     from console.core import paths
+    from console.core.errors import UserError
 
     owner, source = rig
     client = AsyncControlClient(paths.socket_path(owner.home))
@@ -159,6 +160,16 @@ async def test_control_routes(rig: tuple[Any, FakeSource]) -> None:
                                                                   "job_ids": ["x"]})  # fmt: skip
         assert found["violation"]["rule"] == "latency_p95"
         assert (await client.request("POST", "/signals/latency", {"p95_ms": 200, "baseline_ms": 100}))["violation"] is None
+        for body, message in (
+            ([1], "send a JSON object"),
+            ({"p95_ms": "nan", "baseline_ms": 100}, "p95_ms must be a number of milliseconds"),
+            ({"p95_ms": 900, "baseline_ms": -1}, "baseline_ms must be a number of milliseconds above 0"),
+            ({"p95_ms": 900, "baseline_ms": 100, "job_ids": "abc"}, "job_ids must be a list"),
+        ):  # fmt: skip
+            with pytest.raises(UserError, match=message):
+                await client.request("POST", "/signals/latency", body)
+        with pytest.raises(UserError, match="seconds must be a number"):
+            await client.request("GET", "/signals/history?seconds=abc")
     finally:
         await client.aclose()
 
@@ -248,3 +259,87 @@ async def test_a_failing_gate_holds_the_next_local_job_after_a_hand_off(
     source.set(load1=0.0)
     done = await asyncio.wait_for(owner.scheduler.wait_done(second.id), 30)
     assert done.state is JobState.SUCCEEDED
+async def test_a_held_lane_is_rechecked_with_back_off_and_starts_when_the_gate_passes(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-checks follow the owner's (manual) clock: 0.5 s after the hold, then doubling to
+    10 s; the job starts at the first re-check after the reading clears."""
+    from console.core import scheduler as scheduler_mod
+    from console.core.clock import ManualClock
+    from console.owner import Owner
+
+    monkeypatch.setattr(scheduler_mod, "HOUSEKEEPING_INTERVAL", 0.01)  # look often, real time
+    clock = ManualClock()
+    cfg = config.load()
+    cfg.set("signals.interval", 0.05)
+    for key in ("gates.max_load_per_core", "gates.max_swap_gb", "gates.min_free_disk_gb"):
+        cfg.set(key, config.DEFAULTS[key])
+    source = FakeSource(disk_free={str(home): 100 * 10**9}, swap_used=int(2.6e9))
+    owner = Owner(home, cfg, clock=clock, extensions=[SignalsExtension(cfg, source=source)])
+    await owner.start()
+    try:
+        sched = owner.scheduler
+        checked: list[float] = []  # the manual clock at each gate check
+        gate, housekeeping = sched.gate, sched._housekeeping
+        ticks = 0
+
+        async def counted_gate(job: Any) -> str | None:
+            checked.append(clock.monotonic())
+            return await gate(job)
+
+        async def counted_housekeeping() -> None:
+            nonlocal ticks
+            await housekeeping()
+            ticks += 1
+
+        sched.gate, sched._housekeeping = counted_gate, counted_housekeeping
+
+        async def step(seconds: float) -> None:
+            """Move the clock, then let housekeeping look at it twice (a whole pass)."""
+            clock.advance(seconds)
+            seen = ticks
+            await until(lambda: ticks >= seen + 2, what="two housekeeping passes")
+
+        job = await sched.submit(local_job())
+        await until(lambda: job.held_reason is not None, what="held on swap")
+        assert job.held_reason.startswith("gate swap: 2.60 GB used > 2.0 GB")
+        for _ in range(80):  # 40 s of owner time in half seconds
+            await step(0.5)
+        assert sorted(set(checked)) == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 25.5, 35.5]
+        assert job.state is JobState.QUEUED
+        await settle(owner, source, swap_used=0)
+        while job.state is JobState.QUEUED:
+            await step(0.5)
+            assert clock.monotonic() <= 45.5, "not started at the first re-check after the gate cleared"
+        assert checked[-1] == 45.5
+        done = await asyncio.wait_for(sched.wait_done(job.id), 30)
+        assert done.state is JobState.SUCCEEDED and done.held_reason is None
+    finally:
+        await owner.stop()
+
+
+async def test_a_gateway_request_is_predicted_through_its_own_upstream(rig: tuple[Any, FakeSource]) -> None:
+    """A chat request names its upstream: its model is asked of that Ollama (not of
+    signals.ollama_url), and a model behind an OpenAI-style upstream is 'unknown'."""
+    from tests.signals.conftest import FakeOllama
+
+    owner, source = rig
+    owner.config.set("signals.ollama_url", "http://127.0.0.1:9")  # nobody there
+    with FakeOllama() as ollama:
+        owner.config.set("upstreams", [
+            {"name": "box", "kind": "ollama", "base_url": ollama.url, "lane": "local", "models": ["*"]},
+            {"name": "llamacpp", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "lane": "local",
+             "models": ["gguf-model"]}])  # fmt: skip
+        ollama.shows["huge:70b"] = {"modelfile": "FROM /not/here\n", "model_info": {
+            "general.architecture": "llama", "llama.block_count": 80, "llama.embedding_length": 8192,
+            "llama.attention.head_count": 64, "llama.attention.head_count_kv": 8}}  # fmt: skip
+        ollama.tags = [{"name": "huge:70b", "size": 40 * 10**9}]
+        request = jobs.new_job([], lane="local", kind="chat", extra={"model": "huge:70b", "upstream": "box"})
+        results = {r.gate: r for r in await owner.signals.evaluate(request)}
+        assert results["model"].verdict == "fail"
+        assert results["model"].message.startswith("gate model: huge:70b needs ")
+        assert ("/api/show", {"model": "huge:70b"}) in ollama.requests
+    other = jobs.new_job([], lane="local", kind="chat", extra={"model": "gguf-model", "upstream": "llamacpp"})
+    results = {r.gate: r for r in await owner.signals.evaluate(other)}
+    assert results["model"].verdict == "unknown"
+    assert "served by upstream 'llamacpp' (openai), which cannot say its size" in results["model"].message

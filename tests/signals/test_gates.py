@@ -21,7 +21,8 @@ def by_gate(results: list[gates.GateResult]) -> dict[str, gates.GateResult]:
 
 
 def test_calm_machine_passes_everything() -> None:
-    results = evaluate(sample(disk_free={"/data": 50 * GB}), [], Thresholds())
+    earlier = sample(at=990.0, disk_free={"/data": 50 * GB})
+    results = evaluate(sample(disk_free={"/data": 50 * GB}), [earlier], Thresholds())
     assert all(r.verdict == "pass" for r in results)
     assert {r.gate for r in results} == {"load", "disk", "swap", "swap_growth", "pressure", "heavy_process"}
     assert held_reason(results) is None
@@ -47,6 +48,12 @@ def test_swap_growing_over_the_last_minute() -> None:
     r = by_gate(evaluate(now, history, Thresholds(swap_growth_mb=128)))["swap_growth"]
     assert not r.ok and r.reading == 300
     assert "swap grew 300 MB in the last minute > 128 MB" in r.message
+    # One reading (no owner sampling, or a single sample in the last minute) says nothing
+    # about growth: unknown, which never holds the lane.
+    for history in ([], [sample(at=900, swap_used=0)]):
+        alone = by_gate(evaluate(sample(at=1030, swap_used=3 * GIB), history, Thresholds()))["swap_growth"]
+        assert (alone.verdict, alone.reading, alone.ok) == ("unknown", None, True)
+        assert alone.message.startswith("gate swap_growth: unknown: needs two samples")
     # Growth older than a minute does not count.
     old = [sample(at=900, swap_used=0)] + [sample(at=1000 + i, swap_used=int(0.4 * GB)) for i in range(30)]
     assert by_gate(evaluate(sample(at=1030, swap_used=int(0.4 * GB)), old, Thresholds()))["swap_growth"].ok
@@ -80,7 +87,7 @@ def test_heavy_processes_by_pattern_and_memory_share() -> None:
     procs = [proc(10, ["ollama", "pull", "llama3"]), proc(11, ["bash"]),
              proc(12, ["java", "-jar", "big.jar"], rss=5 * GIB), proc(13, ["ollama", "serve"])]  # fmt: skip
     heavy = gates.heavy_processes(procs, th, mem_total=16 * GIB)
-    assert [(h["pid"], h["why"]) for h in heavy] == [(10, "matches 'ollama pull'"), (12, "uses 31% of memory")]
+    assert [(h["pid"], h["why"]) for h in heavy] == [(10, "matches 'ollama pull'"), (12, "uses 31% of memory > 25%")]
 
 
 def test_twolane_jobs_and_the_owner_are_not_heavy() -> None:

@@ -113,9 +113,11 @@ def test_prediction_and_fit(tmp_path: Path) -> None:
 #   (ctx, parallel, kv type): llama-server arguments -> (model, KV, compute)
 LLAMA_CPP = {
     (2048, 1, "f16"): ("-c 2048 -np 1", 92.10, 45.00, 16.64),
+    (4096, 1, "f16"): ("-c 4096 -np 1", 92.10, 90.00, 18.64),
     (8192, 1, "f16"): ("-c 8192 -np 1", 92.10, 180.00, 22.64),
     (8192, 2, "f16"): ("-c 16384 -np 2 --no-kv-unified", 92.10, 360.00, 22.64),
     (4096, 1, "q8_0"): ("-c 4096 -np 1 -ctk q8_0 -ctv q8_0 -fa on", 92.10, 47.81, 18.67),
+    (4096, 1, "q4_0"): ("-c 4096 -np 1 -ctk q4_0 -ctv q4_0 -fa on", 92.10, 25.31, 18.67),
 }
 
 
@@ -135,3 +137,36 @@ def test_smollm2_exact_arithmetic(smollm: Path) -> None:
     # 30 layers x 2048 cells x 3 KV heads x (64 + 64) x 2 bytes = 45.00 MiB, to the byte.
     assert pred.kv_bytes == 30 * 2048 * 3 * 128 * 2
     assert pred.weights_bytes == 96_576_768  # 92.10 MiB
+
+
+# The same llama-server on a sliding-window model: tests.signals.conftest.gemma2_like()
+# (6 layers, window 1024, 2 KV heads x 64) written with zero weights and SmolLM2's
+# tokenizer so llama.cpp would load it. llama.cpp keeps two caches, the full layers' and the
+# sliding layers' ("creating non-SWA KV cache, size = 8192 cells", "creating SWA KV cache,
+# size = 1536 cells"); the KV figure here is the sum of their two "KV buffer size" lines.
+#   (ctx, parallel, kv type): llama-server arguments -> (model, KV non-SWA + SWA)
+LLAMA_CPP_SWA = {
+    (8192, 1, "f16"): ("-c 8192 -np 1", 30.77, 12.00 + 2.25),
+    (8192, 2, "f16"): ("-c 16384 -np 2 --no-kv-unified", 30.77, 24.00 + 4.50),
+    (512, 1, "f16"): ("-c 512 -np 1", 30.77, 0.75 + 0.75),
+    (1300, 1, "f16"): ("-c 1300 -np 1", 30.77, 2.25 + 2.25),
+    (8192, 1, "q8_0"): ("-c 8192 -np 1 -ctk q8_0 -ctv q8_0 -fa on", 30.77, 6.38 + 1.20),
+}
+
+
+@pytest.mark.parametrize("case", list(LLAMA_CPP_SWA))
+def test_sliding_window_within_ten_percent_of_llama_cpp(tmp_path: Path, case: tuple[int, int, str]) -> None:
+    from tests.signals.conftest import gemma2_like
+
+    ctx, parallel, kv_type = case
+    _, model_mib, kv_mib = LLAMA_CPP_SWA[case]
+    shape = shape_of(gemma2_like(tmp_path / "gemma2.gguf"))
+    assert shape.swa_layers == [True, False] * 3
+    pred = predict(shape, model="g", source="g", ctx=ctx, parallel=parallel, kv_type=kv_type)
+    assert abs(pred.weights_bytes / MIB - model_mib) <= 0.10 * model_mib
+    assert abs(pred.kv_bytes / MIB - kv_mib) <= 0.10 * kv_mib
+    # Without the window every layer would hold the whole context: far outside 10%.
+    full = kv_cache_bytes(shape_of(llama_like(tmp_path / "l.gguf", n_layer=6, n_embd=256, n_head=4,
+                                              n_head_kv=2)), ctx, parallel, kv_type)  # fmt: skip
+    if ctx > 1536:
+        assert abs(full / MIB - kv_mib) > 0.10 * kv_mib

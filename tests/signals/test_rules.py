@@ -120,3 +120,5 @@ def test_latency_rule() -> None:
     v = rules.latency(450, 100, 3.0, ["a"], 1.0, "ladder")
     assert v is not None and v.rule == "latency_p95" and v.reading == 4.5 and v.threshold == 3.0
     assert "(ladder)" in v.message
+    assert rules.latency(float("nan"), 100, 3.0, [], 1.0) is None
+    assert rules.latency(900, 0, 3.0, [], 1.0) is None

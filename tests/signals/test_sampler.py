@@ -3,7 +3,6 @@ loop that never blocks the event loop nor overlaps readings."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import Any

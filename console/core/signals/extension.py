@@ -1,5 +1,6 @@
 """The signals extension: runs the sampler in the owner, gates local jobs, predicts
-declared models' footprints, and turns samples into rule violations.
+declared models' footprints, and turns samples (and the gateway's request latencies) into
+rule violations.
 
 It sets ``owner.sampler`` (``history(seconds)``, ``latest()``), ``owner.signals`` (this
 object: ``observe_latency`` for the gateway and the ladder), ``owner.scheduler.gate``,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,8 @@ from typing import Any
 from console.core import events, rules
 from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
-from console.core.signals import gates, models
+from console.core.signals import gates, models, settings
+from console.core.signals.latency import LatencyWatch
 from console.core.signals.predict import DEFAULT_CTX, MB, Fit, Prediction, fits, predict
 from console.core.signals.sampler import Sampler
 from console.core.signals.sources import Source, SystemSource
@@ -44,14 +47,18 @@ def ollama_url(cfg: Any) -> str:
     return str(cfg.get("signals.ollama_url"))
 
 
-def job_model(job: Job) -> tuple[str, int, int, str] | None:
-    """(model, ctx, parallel, kv type) a job declares in ``spec.extra``, if any."""
+Declared = tuple[str, int, int, str, str]  # model, ctx, parallel, kv type, gateway upstream
+
+
+def job_model(job: Job) -> Declared | None:
+    """(model, ctx, parallel, kv type, upstream) a job declares in ``spec.extra``, if any;
+    the upstream is the gateway's, for a request ("" for a job added with --model)."""
     extra = job.spec.extra
     model = extra.get("model")
     if not model or job.kind == "pull":  # a pull writes the model; it does not load it
         return None
     return (str(model), _whole(extra.get("ctx"), DEFAULT_CTX), _whole(extra.get("parallel"), 1),
-            str(extra.get("kv_type") or "f16"))  # fmt: skip
+            str(extra.get("kv_type") or "f16"), str(extra.get("upstream") or ""))  # fmt: skip
 
 
 def _whole(value: Any, default: int) -> int:
@@ -75,28 +82,44 @@ def job_disk_need(job: Job, cfg: Any, th: gates.Thresholds) -> dict[str, float]:
 
 
 class Predictor:
-    """Footprint predictions, cached per (model, ctx, parallel, kv type)."""
+    """Footprint predictions, cached per (model, ctx, parallel, kv type, upstream)."""
 
     def __init__(self, cfg: Any, clock: Any) -> None:
         self.cfg = cfg
         self.clock = clock
-        self._cache: dict[tuple[str, int, int, str], tuple[Prediction | None, str | None, float]] = {}
+        self._cache: dict[Declared, tuple[Prediction | None, str | None, float]] = {}
 
-    def predict_sync(self, model: str, ctx: int, parallel: int, kv_type: str) -> Prediction:
-        shape, source = models.resolve(model, ollama_url(self.cfg))
+    def ollama_for(self, model: str, upstream: str = "") -> str:
+        """Where to ask about an Ollama model name: the gateway upstream serving the
+        request when it is an Ollama, else ``signals.ollama_url``. Raises UserError for a
+        name served by another kind of upstream (no Ollama to ask about it)."""
+        from console.core.upstreams import parse_upstreams
+
+        found = next((u for u in parse_upstreams(self.cfg.get("upstreams")) if u.name == upstream), None)
+        if found is None or models.looks_like_path(model):
+            return ollama_url(self.cfg)
+        if found.kind != "ollama":
+            raise UserError(f"'{model}' is served by upstream '{upstream}' ({found.kind}), which cannot"
+                            " say its size; name the .gguf file as the model to have it predicted")  # fmt: skip
+        return found.root()
+
+    def predict_sync(self, model: str, ctx: int, parallel: int, kv_type: str, upstream: str = "") -> Prediction:
+        shape, source = models.resolve(model, self.ollama_for(model, upstream))
         return predict(shape, model=model, source=source, ctx=ctx, parallel=parallel,
                        kv_type=kv_type,
                        overhead_bytes=int(self.cfg.get("signals.runtime_overhead_mb") * MB))  # fmt: skip
 
-    def cached(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None] | None:
+    def cached(self, model: str, ctx: int, parallel: int, kv_type: str,
+               upstream: str = "") -> tuple[Prediction | None, str | None] | None:  # fmt: skip
         """The prediction (or why there is none) if it is at hand, else None."""
-        hit = self._cache.get((model, ctx, parallel, kv_type))
+        hit = self._cache.get((model, ctx, parallel, kv_type, upstream))
         if hit and (hit[0] is not None or self.clock.monotonic() - hit[2] < ERROR_TTL):
             return hit[0], hit[1]
         return None
 
-    async def get(self, model: str, ctx: int, parallel: int, kv_type: str) -> tuple[Prediction | None, str | None]:
-        key = (model, ctx, parallel, kv_type)
+    async def get(self, model: str, ctx: int, parallel: int, kv_type: str,
+                  upstream: str = "") -> tuple[Prediction | None, str | None]:  # fmt: skip
+        key = (model, ctx, parallel, kv_type, upstream)
         hit = self.cached(*key)
         if hit is not None:
             return hit
@@ -110,6 +133,7 @@ class Predictor:
 
 class SignalsExtension:
     def __init__(self, config: Any, source: Source | None = None) -> None:
+        settings.check(config)
         self.config = config
         self.source = source
         self.thresholds = gates.Thresholds.from_config(config)
@@ -119,7 +143,9 @@ class SignalsExtension:
         self.sampler: Sampler
         self.predictor: Predictor
         self._watch: asyncio.Task[None] | None = None
+        self._requests: asyncio.Task[None] | None = None
         self._forced_seen: set[tuple[str, int]] = set()
+        self.latency = LatencyWatch(self.limits.latency_factor)
 
     # ---- life cycle ---------------------------------------------------------------------
 
@@ -151,13 +177,17 @@ class SignalsExtension:
         self.sampler.start()
         sub = owner.bus.subscribe({events.JOB}, where=_forced_local_start)
         self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
+        requests = owner.bus.subscribe({events.JOB}, where=_gateway_request)
+        self._requests = asyncio.create_task(self._watch_requests(requests),
+                                             name="twolane-signals-latency")  # fmt: skip
 
     async def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
+        for task in (self._watch, self._requests):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch = self._requests = None
         if hasattr(self, "sampler"):
             await self.sampler.stop()
 
@@ -190,7 +220,9 @@ class SignalsExtension:
             if pred is not None:
                 fit = self._fit(pred, sample)
                 if not fit.fits and not models.looks_like_path(declared[0]):
-                    held = await asyncio.to_thread(models.loaded_models, ollama_url(self.config))
+                    # Asked of the Ollama serving it (the prediction found it there).
+                    where = self.predictor.ollama_for(declared[0], declared[4])
+                    held = await asyncio.to_thread(models.loaded_models, where)
                     loaded = declared[0] in (held or ())
         return self._verdicts(sample, job, declared, fit, error, loaded)
 
@@ -219,7 +251,7 @@ class SignalsExtension:
         return fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
 
     def _verdicts(
-        self, sample: dict[str, Any], job: Job | None, declared: tuple[str, int, int, str] | None,
+        self, sample: dict[str, Any], job: Job | None, declared: Declared | None,
         fit: Fit | None, error: str | None, loaded: bool,
     ) -> list[gates.GateResult]:  # fmt: skip
         return gates.evaluate(
@@ -302,6 +334,33 @@ class SignalsExtension:
                 except Exception:
                     log.exception("recording a forced gate failed")
 
+    async def _watch_requests(self, sub: Any) -> None:
+        """Gateway requests starting and ending feed the ``latency_p95`` rule."""
+        lagged = 0
+        with sub:
+            while True:
+                data = (await sub.get()).data
+                if sub.lagged != lagged:  # starts or ends were dropped: overlaps unknown
+                    lagged = sub.lagged
+                    self.latency.forget_running()
+                try:
+                    breach = self._request_event(data)
+                    if breach is not None:
+                        await self.observe_latency(breach.p95_ms, breach.baseline_ms,
+                                                   breach.job_ids, breach.source)  # fmt: skip
+                except Exception:
+                    log.exception("latency bookkeeping failed")
+
+    def _request_event(self, data: dict[str, Any]) -> Any:
+        extra = data["spec"]["extra"]
+        upstream = str(extra["upstream"])
+        if data["state"] == JobState.RUNNING.value:
+            self.latency.started(data["id"], upstream)
+            return None
+        took = data["meta"].get("duration_ms") if data["state"] == JobState.SUCCEEDED.value else None
+        key = (upstream, str(extra.get("model") or ""), str(data["kind"]))
+        return self.latency.ended(data["id"], key, float(took) if _finite(took) else None)
+
     async def observe_latency(self, p95_ms: float, baseline_ms: float, job_ids: list[str],
                               source: str = "") -> dict[str, Any] | None:
         """Feed a p95 latency measurement (gateway, ladder); records a violation if slow."""
@@ -318,7 +377,15 @@ def _forced_local_start(event: events.Event) -> bool:
     return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == JobState.RUNNING.value
 
 
-def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
+def _gateway_request(event: events.Event) -> bool:
+    """What ``_watch_requests`` follows: gateway requests (they name their upstream)
+    starting or ending; pulls are downloads, not requests."""
+    data = event.data
+    return (bool((data.get("spec") or {}).get("extra", {}).get("upstream")) and data.get("kind") != "pull"
+            and data.get("state") != JobState.QUEUED.value)  # fmt: skip
+
+
+def _check_declared(job: Job) -> Declared | None:
     from console.core.signals.predict import check_ctx, check_kv_type
 
     extra = job.spec.extra
@@ -332,6 +399,32 @@ def _check_declared(job: Job) -> tuple[str, int, int, str] | None:
     if extra.get("kv_type") is not None:
         check_kv_type(extra["kv_type"])
     return job_model(job)
+
+
+LATENCY_BODY = '{"p95_ms": N, "baseline_ms": N, "job_ids": ["id", ...], "source": "..."}'
+
+
+def latency_body(body: Any) -> tuple[float, float, list[str], str]:
+    """``POST /signals/latency``'s body checked: p95 and baseline in milliseconds (finite,
+    the baseline above 0), job ids a list of strings, source a string. Raises UserError."""
+    if not isinstance(body, dict):
+        raise UserError(f"send a JSON object: {LATENCY_BODY}")
+    p95, base = body.get("p95_ms"), body.get("baseline_ms")
+    if not _finite(p95) or p95 < 0:
+        raise UserError(f"p95_ms must be a number of milliseconds, 0 or more; got {p95!r}")
+    if not _finite(base) or base <= 0:
+        raise UserError(f"baseline_ms must be a number of milliseconds above 0; got {base!r}")
+    job_ids = body.get("job_ids") or []
+    if not isinstance(job_ids, list) or not all(isinstance(j, str) for j in job_ids):
+        raise UserError(f"job_ids must be a list of job id strings; got {job_ids!r}")
+    source = body.get("source") or ""
+    if not isinstance(source, str):
+        raise UserError(f"source must be a string; got {source!r}")
+    return float(p95), float(base), job_ids, source
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
@@ -353,11 +446,10 @@ def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
     async def latency_route(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-            p95, base = float(body["p95_ms"]), float(body["baseline_ms"])
-            job_ids = [str(j) for j in body.get("job_ids") or []]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise UserError("send JSON {\"p95_ms\": N, \"baseline_ms\": N, \"job_ids\": [...]}") from None
-        found = await ext.observe_latency(p95, base, job_ids, str(body.get("source") or ""))
+        except ValueError:
+            body = None
+        p95, base, job_ids, source = latency_body(body)
+        found = await ext.observe_latency(p95, base, job_ids, source)
         return _json({"violation": found}, status=201 if found else 200)
 
     return [("GET", "/signals/history", history), ("GET", "/gates", gates_route),
@@ -366,6 +458,7 @@ def _routes(ext: SignalsExtension) -> list[tuple[str, str, Any]]:
 
 def local_report(cfg: Any, home: Path) -> dict[str, Any]:
     """Gate verdicts with no owner running: one reading of this machine, no job."""
+    settings.check(cfg)
     th = gates.Thresholds.from_config(cfg)
     source = SystemSource([str(home), *model_dirs(cfg)], th.heavy_process_patterns,
                           cfg.get("signals.top_processes"))  # fmt: skip

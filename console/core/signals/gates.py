@@ -87,7 +87,7 @@ def heavy_processes(
         why = next((f"matches '{pat}'" for pat in th.heavy_process_patterns
                     if match_pattern(pat, argv)), None)  # fmt: skip
         if why is None and mem_total and p["rss"] > th.heavy_process_mem_share * mem_total:
-            why = f"uses {p['rss'] / mem_total:.0%} of memory"
+            why = f"uses {p['rss'] / mem_total:.0%} of memory > {th.heavy_process_mem_share:.0%}"
         if why:
             out.append({"pid": p["pid"], "pgid": p.get("pgid"), "name": p.get("name", ""),
                         "cmdline": p.get("cmdline") or " ".join(argv), "rss": p["rss"], "why": why})  # fmt: skip
@@ -132,10 +132,16 @@ def evaluate(
     out.append(_check("swap", swap <= th.max_swap_gb * GB, round(swap / GB, 2), th.max_swap_gb,
                       f"{gb(swap)} GB used > {th.max_swap_gb} GB"))  # fmt: skip
     series = history if history and history[-1] is sample else [*history, sample]
-    grew = swap_growth(series, sample["at"])
-    out.append(_check("swap_growth", grew <= th.swap_growth_mb * MB, round(grew / MB),
-                      th.swap_growth_mb,
-                      f"swap grew {grew / MB:.0f} MB in the last minute > {th.swap_growth_mb:.0f} MB"))  # fmt: skip
+    if sum(1 for s in series if s["at"] >= sample["at"] - SWAP_GROWTH_WINDOW) < 2:
+        # One reading says nothing about growth (`twolane gates` with no owner sampling).
+        out.append(GateResult("swap_growth", "unknown", None, th.swap_growth_mb,
+                              "gate swap_growth: unknown: needs two samples from the last minute"
+                              " (an owner takes one every signals.interval)"))  # fmt: skip
+    else:
+        grew = swap_growth(series, sample["at"])
+        out.append(_check("swap_growth", grew <= th.swap_growth_mb * MB, round(grew / MB),
+                          th.swap_growth_mb,
+                          f"swap grew {grew / MB:.0f} MB in the last minute > {th.swap_growth_mb:.0f} MB"))  # fmt: skip
     pressure = sample.get("pressure", "normal")
     out.append(_check("pressure", pressure != "critical", pressure, "critical",
                       f"memory pressure is {pressure}"
