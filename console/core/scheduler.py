@@ -22,7 +22,13 @@ from console.core.errors import Conflict, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.policy import LaneView, PolicyState, Turn, decide
 from console.core.runners.base import Outcome, RunContext, Runner
-from console.core.runners.shell import ShellRunner, group_alive, pid_matches, prepare_log
+from console.core.runners.shell import (
+    ShellRunner,
+    find_job_group,
+    group_alive,
+    pid_matches,
+    prepare_log,
+)
 from console.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,10 @@ Picker = Callable[[Lane, list[Job]], Job]
 
 HOUSEKEEPING_INTERVAL = 0.5
 LOGS_AHEAD = 16  # queued shell jobs per lane whose logs are created ahead
+# A started job's pid is written this long after the start, or with its end if that
+# comes first (most short jobs: one commit saved). An owner that dies in between leaves
+# the pid unwritten; recovery then finds the group by the job id in its environment.
+PID_WRITE_DELAY = 0.05
 GATE_BACKOFF_MIN = 0.5
 GATE_BACKOFF_MAX = 10.0
 
@@ -57,6 +67,11 @@ def _remove_empty(path: Path) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size == 0:
             path.unlink()
+
+
+def _log_failure(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("writing a started job's pid failed: %s", task.exception())
 
 
 def _ended_before_start(reason: JobState) -> Outcome:
@@ -114,6 +129,7 @@ class Scheduler:
         # Jobs whose runner has returned and whose end is being recorded: never cancelled
         # (a cancel there would cut the recording short), so no task hop shields them.
         self._finishing: set[str] = set()
+        self._pid_writes: dict[str, asyncio.TimerHandle] = {}  # started, pid not written yet
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -164,6 +180,10 @@ class Scheduler:
     async def _recover(self) -> None:
         now = self.clock.now()
         for job in await self.store.list_jobs([JobState.RUNNING]):
+            if not job.pid and job.kind == "shell":  # died before the pid was written
+                found = await asyncio.to_thread(find_job_group, job.id)
+                if found is not None:
+                    job.pid, job.pid_start = found
             orphan = bool(job.pid and pid_matches(job.pid, job.pid_start) and group_alive(job.pid))
             job.state = JobState.INTERRUPTED
             job.finished_at = now
@@ -649,7 +669,14 @@ class Scheduler:
 
     async def _started(self, job: Job, pid: int, start: float | None) -> None:
         job.pid, job.pid_start = pid, start
-        await self.store.commit(self.store.started(job))
+        loop = asyncio.get_running_loop()
+        self._pid_writes[job.id] = loop.call_later(PID_WRITE_DELAY, self._write_pid, job)
+
+    def _write_pid(self, job: Job) -> None:
+        self._pid_writes.pop(job.id, None)
+        if job.state is JobState.RUNNING and job.pid:
+            task = asyncio.ensure_future(self.store.commit(self.store.started(job)))
+            task.add_done_callback(_log_failure)
 
     def _progress(self, job: Job, facts: dict[str, Any]) -> None:
         job.meta.update(facts)
@@ -661,6 +688,9 @@ class Scheduler:
         job.exit_code = outcome.exit_code
         job.error = outcome.error
         job.meta.update(outcome.meta)
+        pid_write = self._pid_writes.pop(job.id, None)
+        if pid_write is not None:
+            pid_write.cancel()  # the end writes the pid too
         writes = [self.store.ending(job)]  # the job's end; the database adds its attempt row
         retry = outcome.state is JobState.FAILED and job.attempts <= job.retries
         requeue_interrupted = (
@@ -697,20 +727,23 @@ class Scheduler:
             await self._after_reserved(nxt, slot)
             # Told once the next job's process has started (its task's first step).
             loop = asyncio.get_running_loop()
-            loop.call_soon(self._announce_end, job, requeue)
+            # A local job handed the lane on: nothing else can start beside it.
+            kick = nxt.lane is not Lane.LOCAL or self.cross_mix
+            loop.call_soon(self._announce_end, job, requeue, kick)
             loop.call_soon(self._prepare_logs, nxt.lane)
             return
         self._announce_end(job, requeue)
         if nxt is not None:
             await self._after_reserved(nxt, slot)  # records how it ended
 
-    def _announce_end(self, job: Job, requeue: bool) -> None:
+    def _announce_end(self, job: Job, requeue: bool, kick: bool = True) -> None:
         if not requeue:
             self._finished(job)
         elif job.state is JobState.QUEUED:  # not already started again by a hand-off
             self._publish_job(job)
         self._publish_lanes()
-        self._kick.set()
+        if kick:
+            self._kick.set()
 
     def _finished(self, job: Job) -> None:
         self._ephemeral.pop(job.id, None)

@@ -430,3 +430,52 @@ async def test_a_cancel_after_the_job_ended_does_not_cut_its_end_short(owner: Ow
     assert (await owner.store.get_job(job.id)).state is JobState.SUCCEEDED
     after = await sched.submit(jobmod.new_job(["true"]))  # the lane is free again
     assert (await sched.wait_done(after.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_started_jobs_pid_is_on_disk_soon_or_with_its_end(owner: Owner, tmp_path: Path):
+    sched = owner.scheduler
+    quick = await sched.submit(jobmod.new_job(["true"]))
+    await sched.wait_done(quick.id)
+    stored = await owner.store.get_job(quick.id)
+    assert stored.pid == quick.pid and stored.pid_start == quick.pid_start
+    assert (await owner.store.attempts(quick.id))[0]["pid"] == quick.pid
+    go = tmp_path / "go"
+    slow = await sched.submit(jobmod.new_job(["/bin/sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"]))
+    await until(lambda: slow.pid is not None, what="started")
+
+    async def on_disk() -> bool:
+        return (await owner.store.get_job(slow.id)).pid == slow.pid
+
+    await until(on_disk, what="the pid of a running job on disk")
+    go.touch()
+    await sched.wait_done(slow.id)
+
+
+async def test_recovery_finds_a_group_whose_pid_was_never_written(home: Path, tmp_path: Path):
+    """The owner died between a job's start and its pid's write: the next owner finds the
+    group by TWOLANE_JOB_ID, reports it and does not run the job beside it."""
+    import subprocess
+
+    from console.core import config
+    from console.core.store import Store
+
+    paths.ensure_home(home)
+    store = await Store.open(paths.db_path(home))
+    job = jobmod.new_job(["sleep", "300"], lane="local")
+    job.state, job.attempts, job.started_at = JobState.RUNNING, 1, 1.0
+    await store.add_job(job)
+    await store.close()
+    env = {**os.environ, "TWOLANE_JOB_ID": job.id}
+    group = subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)  # noqa: ASYNC220
+    own = Owner(home, config.load(), extensions=[])
+    try:
+        await own.start()
+        found = await own.store.get_job(job.id)
+        assert found.state is JobState.INTERRUPTED and found.pid == group.pid
+        assert f"its process group {group.pid} is still alive and was not re-run" in (found.error or "")
+        assert own.scheduler.status()["local"]["running"] == 1  # the orphan holds the slot
+        assert [v.rule for v in await own.store.list_violations()] == ["orphan_process"]
+    finally:
+        group.kill()
+        group.wait()
+        await own.stop()

@@ -80,6 +80,22 @@ def pid_matches(pid: int, start: float | None) -> bool:
     return start is None or abs(now - start) < START_TOLERANCE
 
 
+def find_job_group(job_id: str) -> tuple[int, float | None] | None:
+    """(pid, start time) of the process leading job ``job_id``'s group, found by the
+    ``TWOLANE_JOB_ID`` its environment carries; for a job whose owner died before the
+    pid was on disk. None when no such leader runs."""
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpgid(proc.pid):  # only a group's leader is the job itself
+                continue
+            if proc.environ().get("TWOLANE_JOB_ID") != job_id:
+                continue
+        except (psutil.Error, OSError):
+            continue
+        return proc.pid, process_start_time(proc.pid)
+    return None
+
+
 async def terminate_group(pgid: int, grace: float, proc: Child | None = None) -> None:
     """SIGTERM the group, wait up to ``grace`` seconds, then SIGKILL what is left."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
