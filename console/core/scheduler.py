@@ -742,8 +742,12 @@ class Scheduler:
         elif job.state is JobState.QUEUED:  # not already started again by a hand-off
             self._publish_job(job)
         self._publish_lanes()
-        if kick:
+        if not kick:
+            return
+        if self._queued[Lane.LOCAL] or self._queued[Lane.REMOTE]:
             self._kick.set()
+        else:  # nothing waits: the turn is all a dispatch round would change
+            self._set_turn(decide(self._policy_state()).turn)
 
     def _finished(self, job: Job) -> None:
         self._ephemeral.pop(job.id, None)

@@ -479,3 +479,13 @@ async def test_recovery_finds_a_group_whose_pid_was_never_written(home: Path, tm
         group.kill()
         group.wait()
         await own.stop()
+
+
+async def test_the_turn_is_nobodys_once_the_last_job_ends(owner: Owner):
+    """An idle owner shows no lane's turn (the lane bar), with no dispatch round needed."""
+    sched = owner.scheduler
+    for lane in ("local", "remote"):
+        job = await sched.submit(jobmod.new_job(["true"], lane=lane))
+        assert sched.status()["turn"] == lane
+        await sched.wait_done(job.id)
+        await until(lambda: sched.status()["turn"] is None, what="the turn to clear")
