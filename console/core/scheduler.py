@@ -691,7 +691,7 @@ class Scheduler:
         pid_write = self._pid_writes.pop(job.id, None)
         if pid_write is not None:
             pid_write.cancel()  # the end writes the pid too
-        writes = [self.store.ending(job)]  # the job's end; the database adds its attempt row
+        writes = [self.store.ending(job)]
         retry = outcome.state is JobState.FAILED and job.attempts <= job.retries
         requeue_interrupted = (
             outcome.state is JobState.INTERRUPTED and job.retry_on_interrupt

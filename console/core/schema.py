@@ -85,7 +85,37 @@ MIGRATIONS: list[str] = [
             pid = excluded.pid;
     END;
     """,
+    # v3: an attempt's row is written when the job starts over (retry, requeue), not at
+    # every end: the job's own row already holds its latest attempt, and the insert was
+    # a third of the cost of the commit that ends one job and starts the next.
+    # ``Store.attempts`` reads the rows and the job's latest attempt together.
+    """
+    DROP TRIGGER attempt_ended;
+    CREATE TRIGGER attempt_superseded AFTER UPDATE OF state ON jobs
+    WHEN OLD.state IN ('succeeded', 'failed', 'cancelled', 'interrupted')
+        AND NEW.state IN ('queued', 'running') AND OLD.started_at IS NOT NULL
+    BEGIN
+        INSERT INTO attempts (job_id, n, started_at, finished_at, state, exit_code, error, pid)
+        VALUES (OLD.id, OLD.attempts, OLD.started_at, OLD.finished_at, OLD.state,
+                OLD.exit_code, OLD.error, OLD.pid)
+        ON CONFLICT (job_id, n) DO UPDATE SET started_at = excluded.started_at,
+            finished_at = excluded.finished_at, state = excluded.state,
+            exit_code = excluded.exit_code, error = excluded.error, pid = excluded.pid;
+    END;
+    """,
 ]
+
+# Every attempt of a job: the rows of those it started over from, then its latest (the
+# job's own row) unless a row already holds it (databases written before v3).
+ATTEMPTS_SQL = """
+    SELECT n, started_at, finished_at, state, exit_code, error, pid FROM attempts
+    WHERE job_id = :id
+    UNION ALL
+    SELECT attempts, started_at, finished_at, state, exit_code, error, pid FROM jobs
+    WHERE id = :id AND started_at IS NOT NULL AND state != 'queued'
+        AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = jobs.id AND a.n = jobs.attempts)
+    ORDER BY 1
+"""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_MS = 30_000
@@ -154,7 +184,7 @@ START_SQL = (
     " log_path = ? WHERE id = ?"
 )
 PID_SQL = "UPDATE jobs SET pid = ?, pid_start = ? WHERE id = ?"
-END_SQL = (
+END_SQL = (  # the attempt's row is the job's row until the job starts over
     "UPDATE jobs SET state = ?, finished_at = ?, exit_code = ?, error = ?, pid = ?,"
     " pid_start = ?, meta = ? WHERE id = ?"
 )

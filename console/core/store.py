@@ -33,6 +33,7 @@ from console.core.errors import NotFound, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.schema import (
     ADD_SQL,
+    ATTEMPTS_SQL,
     BUSY_TIMEOUT_MS,
     END_SQL,
     JOB_COLUMNS,
@@ -243,7 +244,8 @@ class Store:
 
     @staticmethod
     def ending(job: Job) -> Write:
-        """The end of the attempt; the database adds its attempt row (trigger)."""
+        """The end of the attempt (its row in ``attempts`` is written if the job starts
+        over)."""
         return (END_SQL, end_params(job))
 
     async def get_job(self, ref: str) -> Job:
@@ -312,11 +314,7 @@ class Store:
     # ---- attempts ---------------------------------------------------------------------
 
     async def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        async with self._db.execute(
-            "SELECT n, started_at, finished_at, state, exit_code, error, pid FROM attempts"
-            " WHERE job_id = ? ORDER BY n",
-            (job_id,),
-        ) as cur:
+        async with self._db.execute(ATTEMPTS_SQL, {"id": job_id}) as cur:
             rows = await cur.fetchall()
         keys = ("n", "started_at", "finished_at", "state", "exit_code", "error", "pid")
         return [dict(zip(keys, r, strict=True)) for r in rows]

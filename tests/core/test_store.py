@@ -136,3 +136,66 @@ async def test_closing_waits_for_a_write_that_waits_for_a_lock(home: Path):
     finally:
         await reopened.close()
 
+
+
+async def test_attempts_list_every_attempt_once_across_retries_and_cancels(store: Store):
+    """The job's row holds its latest attempt; a row in `attempts` is written when it
+    starts over. A cancel while queued is not an attempt and never overwrites one."""
+
+    async def run(job, state: JobState, code: int) -> None:  # type: ignore[no-untyped-def]
+        job.state, job.attempts = JobState.RUNNING, job.attempts + 1
+        job.started_at, job.pid = 10.0 * job.attempts, 100 + job.attempts
+        await store.commit(store.starting(job))
+        job.state, job.finished_at, job.exit_code = state, job.started_at + 1, code
+        await store.commit(store.ending(job))
+
+    job = jobs.new_job(["true"])
+    await store.add_job(job)
+    assert await store.attempts(job.id) == []
+    await run(job, JobState.FAILED, 1)
+    jobs.reset_for_retry(job, job.seq)
+    await store.save_job(job)  # starts over: attempt 1 gets its row
+    jobs.mark_cancelled(job, 50.0)
+    await store.save_job(job)  # cancelled while queued: no attempt
+    jobs.reset_for_retry(job, job.seq)
+    await store.save_job(job)
+    job.state, job.attempts, job.started_at = JobState.RUNNING, 2, 60.0
+    await store.commit(store.starting(job))
+    assert [(a["n"], a["state"]) for a in await store.attempts(job.id)] == [(1, "failed"), (2, "running")]
+    job.state, job.finished_at, job.exit_code, job.pid = JobState.SUCCEEDED, 61.0, 0, 7
+    await store.commit(store.ending(job))
+    attempts = await store.attempts(job.id)
+    assert [(a["n"], a["state"], a["exit_code"], a["pid"]) for a in attempts] == [
+        (1, "failed", 1, 101), (2, "succeeded", 0, 7)]  # fmt: skip
+
+
+async def test_a_version_2_database_keeps_its_attempt_rows(home: Path):
+    """v2 wrote a row at every end; after the v3 migration each attempt is still listed
+    once, and the next retry records the last one without a duplicate."""
+    from console.core import schema
+
+    paths.ensure_home(home)
+    db = sqlite3.connect(paths.db_path(home), isolation_level=None)
+    for step in schema.MIGRATIONS[:2]:
+        db.executescript(f"BEGIN; {step}; COMMIT;")
+    db.execute("PRAGMA user_version=2")
+    job = jobs.new_job(["true"])
+    job.state, job.attempts, job.started_at, job.seq = JobState.RUNNING, 1, 1.0, 1
+    db.execute(schema.ADD_SQL, (job.id, *schema.job_params(job)[2:]))
+    job.state, job.finished_at, job.exit_code = JobState.FAILED, 2.0, 3
+    db.execute(schema.SAVE_SQL, schema.save_params(job))  # the v2 trigger writes attempt 1
+    assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 1
+    db.close()
+    store = await Store.open(paths.db_path(home))
+    try:
+        assert await store.schema_version() == schema.SCHEMA_VERSION
+        assert [(a["n"], a["state"]) for a in await store.attempts(job.id)] == [(1, "failed")]
+        jobs.reset_for_retry(job, job.seq)
+        await store.save_job(job)
+        job.state, job.attempts, job.started_at = JobState.RUNNING, 2, 5.0
+        await store.commit(store.starting(job))
+        job.state, job.finished_at, job.exit_code = JobState.SUCCEEDED, 6.0, 0
+        await store.commit(store.ending(job))
+        assert [(a["n"], a["state"]) for a in await store.attempts(job.id)] == [(1, "failed"), (2, "succeeded")]
+    finally:
+        await store.close()
