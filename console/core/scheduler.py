@@ -245,7 +245,8 @@ class Scheduler:
             raise UserError(f"no runner for job kind '{job.kind}'")
         job.created_at = job.created_at or self.clock.now()
         turn = self._starts_now(job)
-        if turn is not None and job.lane is Lane.LOCAL and not job.force and self.gate is not None:
+        gated = turn is not None and job.lane is Lane.LOCAL and not job.force and self.gate is not None
+        if gated and not (self.gate_now is not None and self.gate_now(job)):
             # The gate reads the machine (an await): the lane may be taken meanwhile.
             turn = self._starts_now(job) if await self.gate(job) is None else None
         if turn is not None:
