@@ -2,11 +2,17 @@
 
 Publishing never blocks. A slow subscriber's queue is bounded; when it overflows the
 oldest events are dropped and the subscriber is told (``lagged``) so it can resync.
+
+A listener (``listen``) is a plain function the bus calls inside ``publish``: no queue and
+no task to wake, for in-process bookkeeping that is quick and never awaits (the gateway
+notes each job's end this way, once per request). An error in a listener is logged, never
+raised into the publisher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -18,6 +24,8 @@ LANES = "lanes"  # data: lane status (see Scheduler.status)
 VIOLATION = "violation"  # data: the violation's dict
 SAMPLE = "sample"  # data: a metrics sample
 LOG = "log"  # data: {"level", "message"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -66,9 +74,41 @@ class Subscription:
         self.close()
 
 
+class Listener:
+    """A function called with each matching event as it is published; see the module
+    docstring. ``close()`` (or leaving its ``with`` block) stops the calls."""
+
+    def __init__(self, bus: EventBus, kinds: frozenset[str] | None, callback: Callable[[Event], None],
+                 where: Callable[[Event], bool] | None) -> None:  # fmt: skip
+        self._bus = bus
+        self.kinds = kinds
+        self.callback = callback
+        self.where = where
+
+    def offer(self, event: Event) -> None:
+        if self.kinds is not None and event.kind not in self.kinds:
+            return
+        if self.where is not None and not self.where(event):
+            return
+        try:
+            self.callback(event)
+        except Exception:  # a listener's bug must not fail the scheduler that published
+            log.exception("event listener %r failed on a %s event", self.callback, event.kind)
+
+    def close(self) -> None:
+        self._bus._listeners.discard(self)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
+        self._listeners: set[Listener] = set()
 
     def subscribe(self, kinds: set[str] | None = None, maxsize: int = 10_000,
                   where: Callable[[Event], bool] | None = None) -> Subscription:  # fmt: skip
@@ -77,14 +117,26 @@ class EventBus:
         self._subs.add(sub)
         return sub
 
+    def listen(self, kinds: set[str] | None, callback: Callable[[Event], None],
+               where: Callable[[Event], bool] | None = None) -> Listener:  # fmt: skip
+        """Call ``callback(event)`` inside ``publish`` for events of ``kinds`` (all when
+        None) for which ``where`` holds. It must be quick and must not block."""
+        listener = Listener(self, frozenset(kinds) if kinds else None, callback, where)
+        self._listeners.add(listener)
+        return listener
+
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         event = Event(kind, data)
         for sub in list(self._subs):
             sub.offer(event)
+        if self._listeners:
+            for listener in list(self._listeners):
+                listener.offer(event)
 
     def wanted(self, kind: str) -> bool:
-        """Does any subscriber take ``kind``? (So a publisher can skip building the data.)"""
-        return any(sub.kinds is None or kind in sub.kinds for sub in self._subs)
+        """Does any subscriber or listener take ``kind``? (So a publisher can skip building
+        the data.)"""
+        return any(s.kinds is None or kind in s.kinds for s in (*self._subs, *self._listeners))
 
     @property
     def subscribers(self) -> int:

@@ -116,6 +116,20 @@ async def test_cancel_from_the_console_answers_the_client(gateway: Any, http: ht
     assert fake.aborted == 1
 
 
+async def test_cancel_of_a_queued_request_from_the_console_answers_the_client(
+        gateway: Any, http: httpx.AsyncClient, fake: FakeUpstream) -> None:  # fmt: skip
+    # Its runner never runs: only the job's end can tell the waiting handler.
+    await gateway.scheduler.pause([Lane.LOCAL])
+    task = asyncio.create_task(http.post("/api/chat", json=chat()))
+    await _queued(gateway, 1)
+    [job] = gateway.scheduler.queued(Lane.LOCAL)
+    await gateway.scheduler.cancel(job.id)
+    reply = await asyncio.wait_for(task, 10)
+    assert reply.status_code == 503 and reply.json()["error"].endswith("cancelled")
+    assert reply.headers["X-Twolane-Job"] == job.id and fake.requests == 0
+    assert not gateway.gw._replies  # nothing left behind for the next request
+
+
 async def test_timeout_aborts_the_upstream_call_and_retries_once(make_gateway: Any, fake: FakeUpstream) -> None:
     own = await make_gateway([local(fake)], **{"gateway.timeout": 0.3})
     fake.hang = True

@@ -6,7 +6,6 @@ works even with the HTTP side turned off) and the local lane's model-affinity pi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import ipaddress
@@ -20,7 +19,8 @@ from console.core import events, jobs
 from console.core.affinity import Affinity
 from console.core.config import Config, ConfigError
 from console.core.errors import UserError
-from console.core.models import Job, JobState, Lane
+from console.core.models import FINISHED_STATES, Job, JobState, Lane
+from console.core.runners.chat import Reply
 from console.core.runners.pull import PullRunner
 from console.core.signals import models
 from console.core.signals.predict import GB, MB, ModelShape, largest_fitting_ctx
@@ -92,8 +92,10 @@ class Gateway:
         self.owner: Owner
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._listener: events.Listener | None = None
         self._durations: dict[Lane, float] = {lane: 1.0 for lane in Lane}
+        # Handlers waiting for their job: job id -> its reply, told when the job ends.
+        self._replies: dict[str, Reply] = {}
 
     # ---- extension life cycle --------------------------------------------------------
 
@@ -104,7 +106,9 @@ class Gateway:
         scheduler.picker = lambda lane, queue: self.affinity.pick(lane, queue, scheduler.clock.now())
         owner.job_hooks.append(self._check_job)
         owner.extra_routes.append(("GET", "/gateway", self._control_status))
-        self._watch = asyncio.create_task(self._watch_jobs(), name="twolane-gateway-watch")
+        # A listener, not a subscription: called as the event is published, so a job's
+        # end reaches its handler without waking a watch task (once per request).
+        self._listener = owner.bus.listen({events.JOB}, self._on_job)
         if not self.enabled:
             return
         from console.api.gateway.server import build_app
@@ -137,10 +141,9 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -212,15 +215,24 @@ class Gateway:
             job.meta["affinity"] = "reused the loaded model"
         job.meta["reloads_avoided"] = self.affinity.reloads_avoided
 
-    async def _watch_jobs(self) -> None:
-        """Affinity for local jobs the gateway did not start (shell jobs with --model),
-        and recent run times for Retry-After."""
-        with self.owner.bus.subscribe({events.JOB}, where=_watched) as sub:
-            async for event in sub:
-                try:
-                    self._observe(event.data)
-                except Exception:  # one odd event must not end the watch
-                    log.exception("gateway job watch failed")
+    def expect_end(self, job_id: str, reply: Reply) -> None:
+        """Tell ``reply`` when job ``job_id`` ends (until ``forget``): its handler learns
+        of an end its runner did not report (cancelled, or ended before it started)."""
+        self._replies[job_id] = reply
+
+    def forget(self, job_id: str) -> None:
+        self._replies.pop(job_id, None)
+
+    def _on_job(self, event: events.Event) -> None:
+        """Each job event, as it is published: a job's end to its waiting handler, then
+        affinity for local jobs the gateway did not start (shell jobs with --model) and
+        recent run times for Retry-After."""
+        data = event.data
+        state = data.get("state")
+        if state in FINISHED_STATES and (reply := self._replies.get(data.get("id"))) is not None:
+            reply.end()
+        if _watched(event):
+            self._observe(data)
 
     def _observe(self, data: dict[str, Any]) -> None:
         lane = Lane(data.get("lane", "local"))

@@ -24,6 +24,7 @@ from console.core.errors import UserError
 from console.core.models import Job, JobState, Lane
 from console.core.runners.chat import (
     Call,
+    Ended,
     Head,
     Reply,
     UpstreamError,
@@ -287,20 +288,20 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
                      reply_as: OllamaReply | None, stream: bool) -> web.StreamResponse:  # fmt: skip
     gw = _gw(request)
     scheduler = gw.owner.scheduler
-    watcher: asyncio.Task[None] | None = None
     response: web.StreamResponse | None = None
     job_header = {"X-Twolane-Job": job.id}
     answered = False  # the runner delivered its last word: nothing left to cancel
     foreign: tuple[int, bytearray] | None = None  # an error answer to re-shape
     whole = bytearray()  # an answer that is not streamed: sent in one piece at the end
     head: Head | None = None
+    # Before submit: the job may end inside it (a cancel while its row is written).
+    gw.expect_end(job.id, reply)
     try:
         # Inside the try: a client gone while its job is being stored still cancels it.
         await scheduler.submit(job, runner=runner)
-        watcher = asyncio.create_task(_end_marker(scheduler, job.id, reply))
         while True:
-            item = await reply.queue.get()
-            answered = item is None or isinstance(item, UpstreamError | Job)
+            item = await reply.get()
+            answered = item is None or isinstance(item, UpstreamError | Ended)
             if isinstance(item, Head):
                 if item.status >= 400 and (reply_as is not None or "json" not in item.content_type):
                     foreign = (item.status, bytearray())  # re-shaped below, in the API's shape
@@ -347,28 +348,20 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
                     raise GatewayError(item.status, str(item), headers=job_header)
                 return response  # mid-stream: the client sees the stream end early
             else:  # the job ended without an answer: cancelled, or the owner is stopping
-                ended: Job = item
                 if response is not None:
                     return response
-                why = "cancelled" if ended.state is JobState.CANCELLED else (ended.error or str(ended.state))
-                raise GatewayError(503, f"job {ended.id} ended before answering: {why}",
+                why = "cancelled" if job.state is JobState.CANCELLED else (job.error or str(job.state))
+                raise GatewayError(503, f"job {job.id} ended before answering: {why}",
                                    headers={"Retry-After": "1", **job_header})  # fmt: skip
     except ConnectionResetError:
         # The client went away mid-answer; the finally below cancels its job.
         return response or web.Response(status=499)
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        gw.forget(job.id)
         if not answered and not job.finished:
             # The client went away (or we are failing): its job must not keep a lane busy.
             with contextlib.suppress(Exception):
                 await asyncio.shield(scheduler.cancel(job.id, "client disconnected"))
-
-
-async def _end_marker(scheduler: Any, job_id: str, reply: Reply) -> None:
-    """When the job ends, wake the handler (after everything the runner queued)."""
-    job = await scheduler.wait_done(job_id)
-    await reply.queue.put(job)  # type: ignore[arg-type]
 
 
 # ---- pulls --------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import asyncio
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -68,14 +69,62 @@ class Head:
     content_type: str
 
 
-@dataclass
+class Ended:
+    """The job ended (``Reply.end``); after whatever the runner handed over before."""
+
+
+ENDED = Ended()
+
+Item = Head | bytes | UpstreamError | Ended | None
+
+
 class Reply:
     """What the runner hands the HTTP handler, in order: one ``Head``, bytes chunks, then
-    ``None`` at the end, or an ``UpstreamError`` instead of any of them."""
+    ``None`` at the end, or an ``UpstreamError`` instead of any of them; ``ENDED`` once the
+    job has ended, whoever ended it.
 
-    queue: asyncio.Queue[Head | bytes | UpstreamError | None] = field(
-        default_factory=lambda: asyncio.Queue(256)
-    )
+    One producer (the runner) and one consumer (the handler): a deque and at most one
+    waiter a side, which is all this needs of ``asyncio.Queue``. ``put`` waits while
+    ``maxsize`` items are waiting (a slow client slows the upstream read); ``end`` never
+    waits, so the job's end always gets through."""
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._items: deque[Item] = deque()
+        self._maxsize = maxsize
+        self._getter: asyncio.Future[None] | None = None
+        self._putter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, item: Head | bytes | UpstreamError | None) -> None:
+        while len(self._items) >= self._maxsize:
+            self._putter = asyncio.get_running_loop().create_future()
+            try:
+                await self._putter
+            finally:
+                self._putter = None
+        self._push(item)
+
+    def end(self) -> None:
+        self._push(ENDED)
+
+    def _push(self, item: Item) -> None:
+        self._items.append(item)
+        if self._getter is not None and not self._getter.done():
+            self._getter.set_result(None)
+
+    async def get(self) -> Item:
+        while not self._items:
+            self._getter = asyncio.get_running_loop().create_future()
+            try:
+                await self._getter
+            finally:
+                self._getter = None
+        item = self._items.popleft()
+        if self._putter is not None and not self._putter.done():
+            self._putter.set_result(None)
+        return item
 
 
 class UpstreamRunner:
@@ -111,7 +160,7 @@ class UpstreamRunner:
             if attempt < call.retries:
                 await asyncio.sleep(delay)
                 delay *= 2
-        await self.reply.queue.put(error)
+        await self.reply.put(error)
         facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
         facts["upstream_status"] = error.status
         return Outcome(JobState.FAILED, error=str(error), meta=facts)
@@ -131,10 +180,10 @@ class UpstreamRunner:
             if not call.stream:
                 # A whole answer reaches the client in one piece: one write, with a length.
                 whole = await resp.read()
-                await self.reply.queue.put(head)
+                await self.reply.put(head)
                 head = None
                 if whole:
-                    await self.reply.queue.put(whole)
+                    await self.reply.put(whole)
                     facts["bytes_out"] = sent = len(whole)
                     tail = whole[-_TAIL:]
             while call.stream:
@@ -143,15 +192,15 @@ class UpstreamRunner:
                 if not chunk:
                     break
                 if head is not None:
-                    await self.reply.queue.put(head)
+                    await self.reply.put(head)
                     head = None
-                await self.reply.queue.put(chunk)
+                await self.reply.put(chunk)
                 sent += len(chunk)
                 facts["bytes_out"] = sent
                 tail = (tail + chunk)[-_TAIL:]
             if head is not None:
-                await self.reply.queue.put(head)
-            await self.reply.queue.put(None)
+                await self.reply.put(head)
+            await self.reply.put(None)
         except TimeoutError:  # only the idle timeout is raised in here
             resp.close()
             raise _Retryable(504, f"the stream produced nothing for {call.idle_timeout:g}s") from None
