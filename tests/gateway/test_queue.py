@@ -211,6 +211,23 @@ async def test_model_affinity_reuses_the_loaded_model(gateway: Any, http: httpx.
     assert max(j.meta.get("reloads_avoided", 0) for j in jobs) == 2
 
 
+async def test_a_shell_job_with_a_model_counts_for_affinity(gateway: Any, http: httpx.AsyncClient) -> None:
+    from console.core import jobs
+
+    shell = jobs.new_job(["true"], lane=Lane.LOCAL, extra={"model": "qwen2.5:0.5b"})
+    await gateway.scheduler.submit(shell)
+    assert (await gateway.scheduler.wait_done(shell.id)).state is JobState.SUCCEEDED
+    assert (await http.get("/health")).json()["loaded_model"] == "qwen2.5:0.5b"
+
+
+async def test_retry_after_follows_the_lanes_recent_run_times(gateway: Any, http: httpx.AsyncClient) -> None:
+    assert gateway.gw.retry_after(Lane.LOCAL, 100) == 100  # nothing ran yet: 1 s a request
+    for _ in range(3):
+        assert (await http.post("/api/chat", json=chat())).status_code == 200
+    await settled(gateway)
+    assert gateway.gw.retry_after(Lane.LOCAL, 100) < 100  # the fake answers at once
+
+
 async def test_ollama_gets_identical_context_options(make_gateway: Any, fake: FakeUpstream) -> None:
     own = await make_gateway([local(fake)], **{"gateway.max_ctx": 8192})
     async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:

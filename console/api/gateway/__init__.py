@@ -229,8 +229,12 @@ class Gateway:
         recent run times for Retry-After."""
         data = event.data
         state = data.get("state")
-        if state in FINISHED_STATES and (reply := self._replies.get(data.get("id"))) is not None:
-            reply.end()
+        reply = self._replies.get(data.get("id"))  # type: ignore[arg-type]
+        if reply is not None:
+            if state in FINISHED_STATES:
+                reply.end()
+            elif state == JobState.RUNNING:
+                return  # a request's runner does its affinity bookkeeping (on_start)
         if _watched(event):
             self._observe(data)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import functools
 import hmac
 import json
 import math
@@ -65,17 +66,26 @@ def _gw(request: web.Request) -> Gateway:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every refusal in the API's own shape; nothing a client sends becomes a 500."""
+async def gateway_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The Host check, CORS (only for configured origins) and the optional bearer token,
+    then every refusal in the API's own shape: nothing a client sends becomes a 500. One
+    middleware rather than two: each is a layer every request goes through."""
+    gw: Gateway = request.app[GATEWAY_KEY]
     try:
-        return await handler(request)
+        origin = _guard(request, gw)
+        if request.method == "OPTIONS":
+            resp: web.StreamResponse = web.Response(status=204)
+        else:
+            resp = await handler(request)
+        if origin is not None and not resp.prepared:
+            _cors(resp, origin)
+        return resp
     except GatewayError as exc:
         return error_response(request, exc.status, str(exc), exc.code, exc.headers)
     except UserError as exc:
         return error_response(request, exc.status, str(exc))
     except web.HTTPRequestEntityTooLarge:
-        limit = _gw(request).max_body
-        return error_response(request, 413, f"the request body is larger than {limit} bytes "
+        return error_response(request, 413, f"the request body is larger than {gw.max_body} bytes "
                               "(gateway.max_body_bytes)")  # fmt: skip
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
@@ -89,34 +99,28 @@ async def errors_middleware(request: web.Request, handler: Any) -> web.StreamRes
         return error_response(request, exc.status, exc.reason or "error")
 
 
-@web.middleware
-async def guard_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """CORS (only for configured origins) and the optional bearer token."""
-    gw = _gw(request)
+def _guard(request: web.Request, gw: Gateway) -> str | None:
+    """Raise ``GatewayError`` for a request the gateway must refuse; else the allowed
+    ``Origin`` it came with (its answer gets the CORS headers), or None."""
     if not gw.api_key and not _loopback_host(request.host):
         # DNS rebinding: a page on evil.example that resolves to 127.0.0.1 is same-origin
         # to itself, so CORS does not stop it; the Host header it sends does.
         raise GatewayError(403, f"Host {request.host!r} is not this machine; use 127.0.0.1 "
                            "or set gateway.api_key")  # fmt: skip
     origin = request.headers.get("Origin")
-    allowed = origin is not None and gw.origin_allowed(origin)
-    if origin is not None and not allowed:
+    if origin is not None and not gw.origin_allowed(origin):
         # A page in the user's browser must not drive the local model, not even with a
         # "simple" request the browser sends without asking first.
         raise GatewayError(403, f"origin {origin} is not allowed; add it to gateway.cors_origins")
     if request.method == "OPTIONS":
-        if not allowed:
+        if origin is None:
             raise GatewayError(403, "CORS preflight refused; add the origin to gateway.cors_origins")
-        resp: web.StreamResponse = web.Response(status=204)
-    else:
-        if gw.api_key and not _authorized(request, gw.api_key):
-            raise GatewayError(401, "missing or wrong API key; send 'Authorization: Bearer <gateway.api_key>'")
-        resp = await handler(request)
-    if allowed and not resp.prepared:
-        _cors(resp, origin or "")
-    return resp
+    elif gw.api_key and not _authorized(request, gw.api_key):
+        raise GatewayError(401, "missing or wrong API key; send 'Authorization: Bearer <gateway.api_key>'")
+    return origin
 
 
+@functools.lru_cache(maxsize=256)  # the Host header of every request
 def _loopback_host(host: str) -> bool:
     from console.api.gateway import is_loopback
 
@@ -538,7 +542,7 @@ async def root(request: web.Request) -> web.Response:
 
 
 def build_app(gw: Gateway) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, guard_middleware],
+    app = web.Application(middlewares=[gateway_middleware],
                           client_max_size=gw.max_body)  # fmt: skip
     app[GATEWAY_KEY] = gw
     app.router.add_get("/", root)

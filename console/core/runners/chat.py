@@ -242,6 +242,8 @@ def usage_from(tail: bytes) -> dict[str, int]:
     """Token counts from the end of an answer, whichever API shape it has: OpenAI's
     ``usage`` object or Ollama's ``prompt_eval_count`` / ``eval_count``."""
     for line in reversed(tail.splitlines()):
+        if b'"usage"' not in line and b'eval_count"' not in line:
+            continue  # a stream's content chunks: not worth decoding
         obj = json_object(line)
         if obj is None:
             continue
