@@ -155,6 +155,29 @@ async def test_stalled_stream_is_aborted_after_the_idle_timeout(make_gateway: An
     assert fake.requests == 1  # part of the answer was sent: no retry
 
 
+async def test_a_stream_longer_than_the_idle_timeout_is_not_cut_while_it_flows(
+        make_gateway: Any, fake: FakeUpstream) -> None:  # fmt: skip
+    # One idle timer per stream: it fires while chunks keep coming and must move on.
+    own = await make_gateway([local(fake)], **{"gateway.stream_idle_timeout": 0.5})
+    fake.tokens = [f"t{i} " for i in range(30)]
+    fake.token_delay = 0.05  # 1.5 s in all, 0.05 s between chunks
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        reply = await http.post("/api/chat", json=chat(stream=True))
+    assert reply.status_code == 200 and reply.text.count("\n") == 31  # every token and the end
+    job = await own.scheduler.wait_done(reply.headers["X-Twolane-Job"])
+    assert job.state is JobState.SUCCEEDED
+
+
+async def test_a_stream_silent_from_the_start_is_retried_then_504(make_gateway: Any, fake: FakeUpstream) -> None:
+    own = await make_gateway([local(fake)], **{"gateway.stream_idle_timeout": 0.3})
+    fake.stall_after = 0  # headers, then nothing
+    async with httpx.AsyncClient(base_url=own.gateway_url, timeout=20) as http:
+        reply = await http.post("/api/chat", json=chat(stream=True))
+    assert reply.status_code == 504 and "produced nothing" in reply.json()["error"]
+    await until(lambda: fake.active == 0)
+    assert fake.requests == 2 and fake.aborted == 2  # nothing reached the client: one retry
+
+
 async def test_server_errors_retry_but_client_errors_do_not(gateway: Any, http: httpx.AsyncClient,
                                                             fake: FakeUpstream) -> None:  # fmt: skip
     fake.fail, fake.fail_times = 500, 1
