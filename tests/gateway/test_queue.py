@@ -94,6 +94,24 @@ async def test_disconnect_while_running_cancels_and_frees_the_lane(gateway: Any,
     assert states == ["cancelled", "succeeded"]
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+async def test_disconnect_mid_stream_cancels_and_aborts_the_upstream(gateway: Any, fake: FakeUpstream,
+                                                                     path: str) -> None:  # fmt: skip
+    # Mid-stream the chunks are written from the job's task; a client gone must still
+    # cancel the job (not fail it) and close the upstream call.
+    fake.tokens = [f"t{i} " for i in range(200)]
+    fake.token_delay = 0.02
+    async with httpx.AsyncClient(base_url=gateway.gateway_url, timeout=20) as http:
+        async with http.stream("POST", path, json=chat(stream=True)) as reply:
+            lines = reply.aiter_lines()
+            for _ in range(3):
+                await anext(lines)
+    await until(lambda: fake.active == 0, what="upstream call closed")
+    [job] = await settled(gateway)
+    assert job.state is JobState.CANCELLED  # not failed: the write error is the handler's
+    assert fake.aborted == 1 and fake.requests == 1
+
+
 async def test_disconnect_while_queued_cancels_the_job(gateway: Any, http: httpx.AsyncClient) -> None:
     await gateway.scheduler.pause([Lane.LOCAL])
     task = asyncio.create_task(http.post("/api/chat", json=chat()))

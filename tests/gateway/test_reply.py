@@ -42,3 +42,31 @@ async def test_a_cancelled_put_leaves_the_channel_usable() -> None:
     await asyncio.gather(blocked, return_exceptions=True)
     reply.end()
     assert [await reply.get(), await reply.get()] == [b"1", ENDED]
+
+
+async def test_chunks_go_to_the_sink_while_nothing_is_queued() -> None:
+    reply = Reply()
+    written: list[bytes] = []
+
+    async def sink(chunk: bytes) -> None:
+        written.append(chunk)
+
+    await reply.put(b"queued")  # before the handler took everything: queued
+    reply.sink = sink
+    await reply.put(b"behind")  # something is still queued: stays in order behind it
+    assert written == [] and len(reply) == 2
+    assert [await reply.get(), await reply.get()] == [b"queued", b"behind"]
+    await reply.put(b"direct")
+    await reply.put(None)  # the end always goes through the queue, to wake the handler
+    assert written == [b"direct"] and await reply.get() is None
+
+
+async def test_a_failing_sink_hands_the_chunk_back_to_the_handler() -> None:
+    reply = Reply()
+
+    async def gone(chunk: bytes) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    reply.sink = gone
+    await reply.put(b"x")
+    assert reply.sink is None and await reply.get() == b"x"  # the handler meets the failure

@@ -11,7 +11,7 @@ import functools
 import hmac
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -321,6 +321,9 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
                 if gw.cors_origin(request):
                     _cors(response, request.headers["Origin"])
                 await response.prepare(request)
+                # The chunks that follow go to the client from the runner's task (see
+                # Reply): no wake-up of this handler per chunk.
+                reply.sink = _relay(response, reply_as)
             elif isinstance(item, bytes):
                 if foreign is not None:
                     foreign[1].extend(item[: 4096 - len(foreign[1])])
@@ -366,6 +369,18 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
             # The client went away (or we are failing): its job must not keep a lane busy.
             with contextlib.suppress(Exception):
                 await asyncio.shield(scheduler.cancel(job.id, "client disconnected"))
+
+
+def _relay(response: web.StreamResponse, reply_as: OllamaReply | None) -> Callable[[bytes], Awaitable[None]]:
+    """Write one chunk of a stream to the client (translated when the API differs)."""
+    if reply_as is None:
+        return response.write
+
+    async def translated(chunk: bytes) -> None:
+        if out := reply_as.feed(chunk):
+            await response.write(out)
+
+    return translated
 
 
 # ---- pulls --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,18 +86,33 @@ class Reply:
     One producer (the runner) and one consumer (the handler): a deque and at most one
     waiter a side, which is all this needs of ``asyncio.Queue``. ``put`` waits while
     ``maxsize`` items are waiting (a slow client slows the upstream read); ``end`` never
-    waits, so the job's end always gets through."""
+    waits, so the job's end always gets through.
+
+    Once the handler has sent a stream's head and taken everything queued, it sets
+    ``sink``: from then on ``put`` writes a chunk to the client itself, in the runner's
+    task, while nothing is queued, instead of waking the handler for each chunk. A write
+    that fails (the client went away) clears ``sink`` and queues the chunk, so the handler
+    meets the failure and handles it as before."""
 
     def __init__(self, maxsize: int = 256) -> None:
         self._items: deque[Item] = deque()
         self._maxsize = maxsize
         self._getter: asyncio.Future[None] | None = None
         self._putter: asyncio.Future[None] | None = None
+        self.sink: Callable[[bytes], Awaitable[None]] | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def put(self, item: Head | bytes | UpstreamError | None) -> None:
+        if self.sink is not None and not self._items and type(item) is bytes:
+            try:
+                # In order: the handler writes each item it takes before it awaits
+                # anything, so all it took is written by the time the queue is empty.
+                await self.sink(item)
+                return
+            except Exception:
+                self.sink = None
         while len(self._items) >= self._maxsize:
             self._putter = asyncio.get_running_loop().create_future()
             try:
