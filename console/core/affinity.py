@@ -28,7 +28,9 @@ class Affinity:
     loaded: str | None = None
     reloads_avoided: int = 0
     _passed: dict[str, int] = field(default_factory=dict)
+    # The last 256 jobs recorded, in order and as a set (asked once per local start).
     _started: deque[str] = field(default_factory=lambda: deque(maxlen=256))
+    _started_ids: set[str] = field(default_factory=set)
 
     def pick(self, lane: Lane, queue: list[Job], now: float) -> Job:
         """The job to start next from the lane's sorted queue."""
@@ -53,9 +55,12 @@ class Affinity:
     def started(self, job: Job, queued: list[Job]) -> bool:
         """Record that a local job started with ``queued`` still waiting. Returns True when
         it started out of order for the loaded model (a reload avoided). Idempotent per job."""
-        if job.id in self._started or job.lane is not Lane.LOCAL:
+        if job.id in self._started_ids or job.lane is not Lane.LOCAL:
             return False
+        if len(self._started) == self._started.maxlen:
+            self._started_ids.discard(self._started[0])
         self._started.append(job.id)
+        self._started_ids.add(job.id)
         model = model_of(job)
         key = job.sort_key()
         passed = [q for q in queued if q.sort_key() < key and q.created_at <= (job.started_at or 0)]

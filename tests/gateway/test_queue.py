@@ -101,11 +101,11 @@ async def test_disconnect_mid_stream_cancels_and_aborts_the_upstream(gateway: An
     # cancel the job (not fail it) and close the upstream call.
     fake.tokens = [f"t{i} " for i in range(200)]
     fake.token_delay = 0.02
-    async with httpx.AsyncClient(base_url=gateway.gateway_url, timeout=20) as http:
-        async with http.stream("POST", path, json=chat(stream=True)) as reply:
-            lines = reply.aiter_lines()
-            for _ in range(3):
-                await anext(lines)
+    async with (httpx.AsyncClient(base_url=gateway.gateway_url, timeout=20) as http,
+                http.stream("POST", path, json=chat(stream=True)) as reply):  # fmt: skip
+        lines = reply.aiter_lines()
+        for _ in range(3):
+            await anext(lines)
     await until(lambda: fake.active == 0, what="upstream call closed")
     [job] = await settled(gateway)
     assert job.state is JobState.CANCELLED  # not failed: the write error is the handler's

@@ -166,3 +166,13 @@ def test_affinity_ignores_pulls_and_counts_each_start_once() -> None:
     assert aff.started(job, waiting) is True
     assert aff.started(job, waiting) is False
     assert aff.reloads_avoided == 1
+
+
+def test_affinity_remembers_the_last_256_starts() -> None:
+    aff = Affinity(window=8)
+    starts = [_job(f"j{i}", "m1", i) for i in range(300)]
+    for job in starts:
+        assert aff.started(job, []) is False  # one model all along: nothing avoided
+    assert len(aff._started) == len(aff._started_ids) == 256
+    assert starts[-1].id in aff._started_ids and starts[43].id not in aff._started_ids
+    assert starts[44].id in aff._started_ids  # the oldest kept
