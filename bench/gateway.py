@@ -92,34 +92,9 @@ def run_fake(stream: bool = False) -> None:
         sys.stdin.read()
 
 
-def run_proxy(upstream: str, port: int) -> None:
-    """Child mode: the bare aiohttp proxy (read the body, post it on, answer with the reply)."""
-    import aiohttp
-    from aiohttp import web
-
-    async def serve() -> None:
-        session = aiohttp.ClientSession()
-
-        async def forward(request: web.Request) -> web.Response:
-            body = await request.read()
-            async with session.post(upstream + request.path, data=body,
-                                    headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
-                data = await resp.read()
-            return web.Response(status=resp.status, body=data, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", forward)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        print("proxy on", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(serve())
-
-
-def run_stream_proxy(upstream: str, port: int) -> None:
-    """Child mode: the bare aiohttp proxy relaying an answer chunk by chunk as it arrives."""
+def run_proxy(upstream: str, port: int, stream: bool = False) -> None:
+    """Child mode: the bare aiohttp proxy. Whole: read the body, post it on, answer with
+    the reply. ``stream``: relay the answer chunk by chunk as it arrives."""
     import aiohttp
     from aiohttp import web
 
@@ -130,6 +105,9 @@ def run_stream_proxy(upstream: str, port: int) -> None:
             body = await request.read()
             async with session.post(upstream + request.path, data=body,
                                     headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                if not stream:
+                    data = await resp.read()
+                    return web.Response(status=resp.status, body=data, content_type="application/json")
                 out = web.StreamResponse(status=resp.status,
                                          headers={"Content-Type": resp.headers["Content-Type"]})  # fmt: skip
                 await out.prepare(request)
@@ -573,7 +551,7 @@ if __name__ == "__main__":
         run_fake(stream="--stream" in sys.argv)
     elif "--stream-proxy" in sys.argv:
         i = sys.argv.index("--stream-proxy")
-        run_stream_proxy(sys.argv[i + 1], int(sys.argv[i + 2]))
+        run_proxy(sys.argv[i + 1], int(sys.argv[i + 2]), stream=True)
     elif "--stream" in sys.argv:
         rest = [a for a in sys.argv[1:] if a != "--stream"]
         sys.exit(streams(int(rest[0]) if rest else 100))
