@@ -567,7 +567,7 @@ class Scheduler:
     def _prepare_logs(self, lane: Lane) -> None:
         """Have the logs of the shell jobs next in ``lane`` created ahead, in a worker
         thread: creating a file is the slowest step of a start on a busy disk (0.03 to
-        0.7 ms here), so no start waits for one. Refilled in batches: when fewer than half
+        1.3 ms of kernel time here), so no start waits for one. Refilled in batches: when fewer than half
         of the next ``LOGS_AHEAD`` have theirs."""
         if lane in self._preparing:
             return
