@@ -74,9 +74,7 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
         log.error("writing a started job's pid failed: %s", task.exception())
 
 
-def _ended_before_start(reason: JobState) -> Outcome:
-    text = "cancelled" if reason is JobState.CANCELLED else "interrupted: owner stopping"
-    return Outcome(reason, error=text)
+STOPPING = (JobState.INTERRUPTED, "interrupted: owner stopping")
 
 
 class Scheduler:
@@ -108,7 +106,8 @@ class Scheduler:
         # A job's task, or the future holding its lane slot while submit() inserts it.
         self._running: dict[str, tuple[Job, asyncio.Future[None]]] = {}
         self._ephemeral: dict[str, Runner] = {}  # in-process runners (gateway requests)
-        self._end_reason: dict[str, JobState] = {}
+        # Why a running job's task was cancelled: its end state and error.
+        self._end_reason: dict[str, tuple[JobState, str]] = {}
         self._paused: dict[Lane, bool] = {lane: False for lane in Lane}
         self._held: dict[Lane, str | None] = {lane: None for lane in Lane}
         self._gate_retry_at = 0.0
@@ -159,7 +158,7 @@ class Scheduler:
         stopped = [job for job, _ in self._running.values()]
         for job, task in list(self._running.values()):
             if job.id not in self._finishing:  # past its runner: it ends as it ended
-                self._end_reason[job.id] = JobState.INTERRUPTED
+                self._end_reason[job.id] = STOPPING
                 task.cancel()
         for job, task in list(self._running.values()):
             with contextlib.suppress(asyncio.CancelledError):
@@ -277,7 +276,7 @@ class Scheduler:
         running = self._running.get(job.id)
         if running is not None:
             if job.id not in self._finishing:  # past its runner: too late to cancel
-                self._end_reason[job.id] = JobState.CANCELLED
+                self._end_reason[job.id] = (JobState.CANCELLED, reason)
                 running[1].cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running[1]
@@ -504,7 +503,7 @@ class Scheduler:
             # The submitter went away: the row still lands, then the job ends cancelled.
             with contextlib.suppress(Exception):
                 await insert
-            self._end_reason.setdefault(job.id, JobState.CANCELLED)
+            self._end_reason.setdefault(job.id, (JobState.CANCELLED, "cancelled"))
             slot.cancel()
             await asyncio.shield(self._after_reserved(job, slot))
             raise
@@ -521,8 +520,7 @@ class Scheduler:
         when cancel() or stop() took the slot while the row was written, record how it
         ended (it never started)."""
         if slot.cancelled() and self._running.get(job.id, (job, None))[1] is slot:
-            reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
-            await asyncio.shield(self._finish(job, _ended_before_start(reason)))
+            await asyncio.shield(self._finish(job, self._cancelled_outcome(job)))
         elif job.id in self._running:
             task = asyncio.create_task(self._run(job, stored=True), name=f"twolane-job-{job.id}")
             self._running[job.id] = (job, task)
@@ -534,6 +532,8 @@ class Scheduler:
         through the dispatch loop). None leaves the next start to the dispatch loop."""
         if not self._accepting or self._dispatching:
             return None
+        if not (self._queued[Lane.LOCAL] or self._queued[Lane.REMOTE]):
+            return None  # nothing to start: no policy round
         decision = decide(self._policy_state())
         lane = decision.start
         if lane is None:
@@ -639,9 +639,7 @@ class Scheduler:
             )
             outcome = await runner.run(job, ctx)
         except asyncio.CancelledError:
-            reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
-            text = "cancelled" if reason is JobState.CANCELLED else "interrupted: owner stopping"
-            outcome = Outcome(reason, error=text)
+            outcome = self._cancelled_outcome(job)
         except Exception as exc:  # a runner bug fails the job, never the scheduler
             log.exception("runner failed for job %s", job.id)
             outcome = Outcome(JobState.FAILED, error=f"runner error: {exc}")
@@ -650,6 +648,10 @@ class Scheduler:
             await self._finish(job, outcome)
         finally:
             self._finishing.discard(job.id)
+
+    def _cancelled_outcome(self, job: Job) -> Outcome:
+        state, error = self._end_reason.pop(job.id, STOPPING)
+        return Outcome(state, error=error)
 
     def _announce_start(self, job: Job) -> None:
         if job.state is JobState.RUNNING:
@@ -663,8 +665,7 @@ class Scheduler:
         if self._running.get(job.id, (job, None))[1] is not task or job.finished_at is not None:
             return
         if isinstance(task, asyncio.Task):
-            reason = self._end_reason.pop(job.id, JobState.INTERRUPTED)
-            await asyncio.shield(self._finish(job, _ended_before_start(reason)))
+            await asyncio.shield(self._finish(job, self._cancelled_outcome(job)))
         else:
             await self.wait_done(job.id)
 

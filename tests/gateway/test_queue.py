@@ -90,8 +90,8 @@ async def test_disconnect_while_running_cancels_and_frees_the_lane(gateway: Any,
     assert reply.status_code == 200
     assert fake.aborted == 1 and fake.max_active == 1
     jobs = {j.meta["client"]: j for j in await settled(gateway)}
-    states = sorted(str(j.state) for j in jobs.values())
-    assert states == ["cancelled", "succeeded"]
+    states = sorted((str(j.state), j.error) for j in jobs.values())
+    assert states == [("cancelled", "client disconnected"), ("succeeded", None)]
 
 
 @pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
@@ -109,6 +109,7 @@ async def test_disconnect_mid_stream_cancels_and_aborts_the_upstream(gateway: An
     await until(lambda: fake.active == 0, what="upstream call closed")
     [job] = await settled(gateway)
     assert job.state is JobState.CANCELLED  # not failed: the write error is the handler's
+    assert job.error == "client disconnected"
     assert fake.aborted == 1 and fake.requests == 1
 
 
