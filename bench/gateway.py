@@ -227,17 +227,25 @@ def _cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
+def _fake_and_proxy(stream: bool) -> tuple[subprocess.Popen[str], str, subprocess.Popen[str], int]:
+    """The fake upstream and the bare proxy in front of it, each its own process."""
+    mode = ["--stream"] if stream else []
+    fake = subprocess.Popen([sys.executable, __file__, "--fake", *mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
+    proxy_port = _free_port()
+    flag = "--stream-proxy" if stream else "--proxy"
+    proxy = subprocess.Popen([sys.executable, __file__, flag, fake_url, str(proxy_port)],
+                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    proxy.stdout.readline()  # type: ignore[union-attr]
+    return fake, fake_url, proxy, proxy_port
+
+
 def main() -> int:
     per_round = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     print(_load())
-    fake = subprocess.Popen([sys.executable, __file__, "--fake"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
-    fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
-    proxy_port = _free_port()
-    proxy = subprocess.Popen([sys.executable, __file__, "--proxy", fake_url, str(proxy_port)],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
-    proxy.stdout.readline()  # type: ignore[union-attr]
+    fake, fake_url, proxy, proxy_port = _fake_and_proxy(stream=False)
     home = tempfile.mkdtemp(prefix="twolane-bench-gateway-")
     port = _free_port()
     upstreams = (
@@ -307,13 +315,7 @@ def main() -> int:
 def streams(total: int) -> int:
     """CPU per streamed request and per relayed chunk: the gateway against a bare proxy."""
     print(_load())
-    fake = subprocess.Popen([sys.executable, __file__, "--fake", "--stream"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
-    fake_url = fake.stdout.readline().strip()  # type: ignore[union-attr]
-    proxy_port = _free_port()
-    proxy = subprocess.Popen([sys.executable, __file__, "--stream-proxy", fake_url, str(proxy_port)],
-                             stdout=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
-    proxy.stdout.readline()  # type: ignore[union-attr]
+    fake, fake_url, proxy, proxy_port = _fake_and_proxy(stream=True)
     home = tempfile.mkdtemp(prefix="twolane-bench-gateway-stream-")
     port = _free_port()
     upstreams = (f'[{{name = "remote", kind = "openai", base_url = "{fake_url}/v1", lane = "remote", '
