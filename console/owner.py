@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -98,6 +99,12 @@ class Owner:
             self._control = ControlServer(self, paths.socket_path(self.home))
             await self._control.start()
             self.started_at = time.time()
+            # Everything loaded so far (modules, config, the app) lives as long as the
+            # owner: out of the collector's sight, a full collection no longer walks it
+            # (22-24 ms a time with the gateway's libraries loaded: the gateway's p99).
+            # Garbage is collected first so none of it is kept for good.
+            gc.collect()
+            gc.freeze()
         except BaseException:
             await self._teardown()
             raise

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -94,23 +95,149 @@ async def test_other_processes_writes_change_data_version_ours_do_not(store: Sto
     assert await store.data_version() != first
 
 
-async def test_wal_is_checkpointed_by_the_store(store: Store, home: Path, monkeypatch):
-    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 50)
-    wal = Path(str(paths.db_path(home)) + "-wal")
-    job = jobs.new_job(["true"], lane="local", now=1.0, name="x" * 100)
+class BlockedCheckpoints:
+    """Holds the store's next ``n`` checkpoints in their worker thread, each until its
+    own release."""
+
+    def __init__(self, store: Store, n: int) -> None:
+        self.entered = [threading.Event() for _ in range(n)]
+        self.release = [threading.Event() for _ in range(n)]
+        self.calls = 0
+        real = store._checkpoint_now
+
+        def blocked() -> tuple[int, int, int]:
+            i, self.calls = self.calls, self.calls + 1
+            if i < n:
+                self.entered[i].set()
+                self.release[i].wait(30)
+            return real()
+
+        store._checkpoint_now = blocked  # type: ignore[method-assign]
+
+
+def wal_frames(home: Path) -> int:
+    """Frames in the WAL now, read from another connection."""
+    db = sqlite3.connect(paths.db_path(home), isolation_level=None)
+    try:
+        return db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    finally:
+        db.close()
+
+
+async def write_now(store: Store, job) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a write lands at once (in its first step), not held behind anything."""
+    write = asyncio.create_task(store.save_job(job))
+    await asyncio.sleep(0)
+    done = write.done()
+    await write
+    return done
+
+
+async def test_writes_go_on_while_the_wal_is_copied_and_wait_only_for_the_rest(
+    store: Store, home: Path, monkeypatch
+):  # fmt: skip
+    """The checkpoint copies the WAL on a connection of its own while the loop's writes
+    go on (holding them for the whole copy was the gateway's p99 from 4 clients up);
+    only the copy of what they committed meanwhile holds writes, so the WAL starts over."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
+    blocked = BlockedCheckpoints(store, 2)
+    job = jobs.new_job(["true"], lane="local", now=1.0)
     await store.add_job(job)
-    for i in range(400):
-        job.meta = {"pad": "y" * 3000, "i": i}
+    for i in range(4):
+        job.priority = i
         await store.save_job(job)
-        await asyncio.sleep(0)  # as between a scheduler's writes
+    await until(blocked.entered[0].is_set, what="the checkpoint copying")
+    for i in range(20):
+        job.priority = 10 + i
+        assert await write_now(store, job), f"write {i} waited for the checkpoint"
+    assert store._slow_writes == 0
+    blocked.release[0].set()
+    await until(blocked.entered[1].is_set, what="the copy of the writes made meanwhile")
+    job.priority = 99
+    held = asyncio.create_task(store.save_job(job))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not held.done() and store._slow_writes >= 1
+    blocked.release[1].set()
+    await held
     await until(lambda: store._checkpointing is None, what="checkpoint done")
-    # A passive checkpoint lets the next writes reuse the WAL from its start, so the
-    # file stays near one checkpoint interval instead of 400 writes' worth of pages.
-    for i in range(10):
-        job.meta = {"i": i}
-        await store.save_job(job)
-    assert wal.stat().st_size < 400 * 4096, wal.stat().st_size
+    assert wal_frames(home) < 5  # the held write started the WAL over
+    assert store._slow_writes == 0
+    assert await write_now(store, job)  # and writes take the fast path again
+    assert (await store.get_job(job.id)).priority == 99
     assert await store.integrity_check() == "ok"
+
+
+async def test_a_checkpoint_with_no_writes_meanwhile_holds_none(store: Store, home: Path, monkeypatch):
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
+    blocked = BlockedCheckpoints(store, 0)
+    job = jobs.new_job(["true"], lane="local", now=1.0)
+    await store.add_job(job)
+    for i in range(4):
+        job.priority = i
+        await store.save_job(job)
+    await until(lambda: store._checkpointing is None, what="checkpoint done")
+    assert blocked.calls == 1
+    assert await write_now(store, job)
+    assert wal_frames(home) < 5
+
+
+def wal_restarts(home: Path) -> int:
+    """How many times the WAL has started over: its header's checkpoint sequence number."""
+    with open(str(paths.db_path(home)) + "-wal", "rb") as f:
+        return int.from_bytes(f.read(16)[12:16], "big")
+
+
+async def test_the_wal_starts_over_after_each_checkpoint_under_writes_that_never_pause(
+    home: Path, monkeypatch
+):  # fmt: skip
+    """Writes one after the other, a checkpoint every 50: each checkpoint lets the WAL
+    start over, so its file is overwritten in place instead of growing."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 50)
+    paths.ensure_home(home)
+    store = await Store.open(paths.db_path(home))
+    try:
+        job = jobs.new_job(["true"], lane="local", now=1.0, name="x" * 100)
+        await store.add_job(job)
+        first = wal_restarts(home)
+        checkpoints = 0
+        for i in range(400):
+            job.meta = {"pad": "y" * 3000, "i": i}
+            await store.save_job(job)
+            checkpoints += store._since_checkpoint == 0  # this write started one
+            await asyncio.sleep(0)  # as between a scheduler's writes
+        await until(lambda: store._checkpointing is None, what="checkpoint done")
+        await store.save_job(job)
+        assert checkpoints >= 4
+        assert wal_restarts(home) - first >= checkpoints  # each one let it start over
+        assert (await store.get_job(job.id)).meta["i"] == 399
+        assert await store.integrity_check() == "ok"
+    finally:
+        await store.close()
+
+
+async def test_the_wal_file_is_cut_back_when_it_starts_over(home: Path, monkeypatch):
+    """A reader that keeps the WAL from starting over lets it grow; once it is gone the
+    WAL starts over and its file is cut back to WAL_SIZE_LIMIT."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 10**9)
+    monkeypatch.setattr(store_mod, "WAL_SIZE_LIMIT", 64 << 10)
+    paths.ensure_home(home)
+    store = await Store.open(paths.db_path(home))
+    try:
+        wal = Path(str(paths.db_path(home)) + "-wal")
+        job = jobs.new_job(["true"], lane="local", now=1.0)
+        await store.add_job(job)
+        for i in range(100):
+            job.meta = {"pad": "y" * 3000, "i": i}
+            await store.save_job(job)
+        assert wal.stat().st_size > 64 << 10
+        store._start_checkpoint()
+        await until(lambda: store._checkpointing is None, what="checkpoint done")
+        await store.save_job(job)
+        assert wal.stat().st_size <= 64 << 10
+        assert await store.integrity_check() == "ok"
+    finally:
+        await store.close()
 
 
 async def test_closing_waits_for_a_write_that_waits_for_a_lock(home: Path):
