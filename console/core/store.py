@@ -98,6 +98,8 @@ class Store:
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None  # used in worker threads only
         self.wal_left = 0  # frames the last checkpoint could not copy (a reader needs them)
+        # Writes made during a checkpoint's catch-up copy, with their callers' futures.
+        self._held: list[tuple[Sequence[Write], asyncio.Future[Any]]] | None = None
         self._closing = False
         self._synchronous = synchronous
 
@@ -169,6 +171,10 @@ class Store:
     async def commit(self, *writes: Write) -> Any:
         """Run ``writes`` (statement, parameters) in one transaction, committed on return;
         the first row the last statement returns."""
+        if self._held is not None:  # a checkpoint's catch-up: they land together after it
+            landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._held.append((writes, landed))
+            return await landed
         if not self._slow_writes:
             try:
                 return self._run(writes)
@@ -182,14 +188,15 @@ class Store:
         finally:
             self._slow_writes -= 1
 
-    def _run_waiting(self, writes: Sequence[Write]) -> Any:
+    def _run_waiting(self, writes: Sequence[Write], execute: Any = None) -> Any:
         # The loop thread leaves the writer alone while a slow write is pending.
+        execute = execute or self._execute
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         self._w.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
             while True:
                 try:
-                    return self._execute(writes)
+                    return execute(writes)
                 except sqlite3.OperationalError as exc:
                     # A stale WAL snapshot is answered BUSY without waiting: try again.
                     if not is_busy(exc) or time.monotonic() > deadline:
@@ -210,16 +217,82 @@ class Store:
         try:
             await self._copy_wal()
             if (self.wal_left or self._since_checkpoint) and not self._closing:
-                self._slow_writes += 1  # writes made from now on wait behind it
-                try:
-                    async with self._slow_lock:
-                        await self._copy_wal()
-                finally:
-                    self._slow_writes -= 1
+                await self._copy_rest()
         except sqlite3.Error as exc:  # a reader kept it from finishing: next time
             log.warning("WAL checkpoint of %s: %s", self.path, exc)
         finally:
             self._checkpointing = None
+
+    async def _copy_rest(self) -> None:
+        """The catch-up copy. Writes made meanwhile are held in memory and land in one
+        transaction once it is done (no thread hop each); writes already waiting for
+        another process's lock are waited for in order instead."""
+        if self._slow_writes:
+            self._slow_writes += 1
+            try:
+                async with self._slow_lock:
+                    await self._copy_wal()
+            finally:
+                self._slow_writes -= 1
+            return
+        self._held = []
+        try:
+            await self._copy_wal()
+        finally:
+            held, self._held = self._held, None
+            if held:
+                await self._land(held)
+
+    async def _land(self, held: list[tuple[Sequence[Write], asyncio.Future[Any]]]) -> None:
+        """Commit writes held behind a checkpoint, in the order they were made, in one
+        transaction; each caller hears its own result or error."""
+        writes = [w for w, _ in held]
+        try:
+            results = self._execute_each(writes)
+        except Exception as exc:
+            if not (isinstance(exc, sqlite3.OperationalError) and is_busy(exc)):
+                results = [exc] * len(held)
+            else:  # another process has the lock now: wait for it off the loop, in order
+                self._slow_writes += 1
+                try:
+                    async with self._slow_lock:
+                        results = await asyncio.to_thread(self._run_waiting, writes, self._execute_each)
+                except Exception as exc:
+                    results = [exc] * len(held)
+                finally:
+                    self._slow_writes -= 1
+        for (_, landed), result in zip(held, results, strict=True):
+            if landed.done():  # its caller went away; the write landed all the same
+                continue
+            if isinstance(result, BaseException):
+                landed.set_exception(result)
+            else:
+                landed.set_result(result)
+
+    def _execute_each(self, batch: Sequence[Sequence[Write]]) -> list[Any]:
+        """Several commits' writes in one transaction, each inside a savepoint of its
+        own: one that fails is rolled back alone. Each one's row, or its error."""
+        w = self._w
+        results: list[Any] = []
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            for writes in batch:
+                w.execute("SAVEPOINT held")
+                try:
+                    row = None
+                    for sql, params in writes:
+                        row = w.execute(sql, params).fetchone()
+                except sqlite3.Error as exc:
+                    w.execute("ROLLBACK TO held")
+                    row = exc
+                w.execute("RELEASE held")
+                results.append(row)
+            w.execute("COMMIT")
+        except BaseException:
+            if w.in_transaction:
+                w.execute("ROLLBACK")
+            raise
+        return results
 
     async def _copy_wal(self) -> None:
         _busy, frames, copied = await asyncio.to_thread(self._checkpoint_now)

@@ -157,7 +157,7 @@ async def test_writes_go_on_while_the_wal_is_copied_and_wait_only_for_the_rest(
     held = asyncio.create_task(store.save_job(job))
     for _ in range(5):
         await asyncio.sleep(0)
-    assert not held.done() and store._slow_writes >= 1
+    assert not held.done() and store._held is not None and len(store._held) == 1
     blocked.release[1].set()
     await held
     await until(lambda: store._checkpointing is None, what="checkpoint done")
@@ -166,6 +166,88 @@ async def test_writes_go_on_while_the_wal_is_copied_and_wait_only_for_the_rest(
     assert await write_now(store, job)  # and writes take the fast path again
     assert (await store.get_job(job.id)).priority == 99
     assert await store.integrity_check() == "ok"
+
+
+async def test_writes_held_behind_the_catch_up_land_in_order_and_fail_alone(
+    store: Store, monkeypatch
+):  # fmt: skip
+    """The writes made during the catch-up copy land together once it is done, in the
+    order they were made; one that fails (a duplicate id) fails alone."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
+    blocked = BlockedCheckpoints(store, 2)
+    job = jobs.new_job(["true"], lane="local", now=1.0)
+    await store.add_job(job)
+    for i in range(4):
+        job.priority = i
+        await store.save_job(job)
+    await until(blocked.entered[0].is_set, what="the checkpoint copying")
+    await store.save_job(job)  # made meanwhile: the catch-up copy follows
+    blocked.release[0].set()
+    await until(blocked.entered[1].is_set, what="the catch-up copy")
+    other = jobs.new_job(["true"], lane="remote", now=2.0)
+    twin = jobs.new_job(["false"], lane="remote", now=2.0)
+    twin.id = job.id  # already stored: its insert fails
+    made = []
+    for priority in (40, 41):
+        job.priority = priority
+        made.append(asyncio.create_task(store.save_job(job)))
+        await asyncio.sleep(0)
+    made.append(asyncio.create_task(store.add_job(twin)))
+    made.append(asyncio.create_task(store.add_job(other)))
+    await asyncio.sleep(0)
+    assert not any(m.done() for m in made)
+    blocked.release[1].set()
+    results = await asyncio.gather(*made, return_exceptions=True)
+    assert isinstance(results[2], sqlite3.IntegrityError)
+    assert not any(isinstance(r, BaseException) for r in results[:2] + results[3:])
+    assert (await store.get_job(job.id)).priority == 41  # the later write won
+    assert (await store.get_job(job.id)).spec.argv == ["true"]
+    assert (await store.get_job(other.id)).seq > job.seq  # its insert landed, numbered
+    assert await store.integrity_check() == "ok"
+
+
+async def test_held_writes_wait_in_order_for_a_lock_another_process_took(
+    store: Store, home: Path, monkeypatch
+):  # fmt: skip
+    """If another process holds the write lock when the catch-up copy ends, the held
+    writes wait for it off the loop, in order, and writes made after them queue behind."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
+    blocked = BlockedCheckpoints(store, 2)
+    job = jobs.new_job(["true"], lane="local", now=1.0)
+    await store.add_job(job)
+    for i in range(4):
+        job.priority = i
+        await store.save_job(job)
+    await until(blocked.entered[0].is_set, what="the checkpoint copying")
+    await store.save_job(job)
+    blocked.release[0].set()
+    await until(blocked.entered[1].is_set, what="the catch-up copy")
+    job.priority = 50
+    first = asyncio.create_task(store.save_job(job))
+    await asyncio.sleep(0)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        async with LoopTicks() as ticks:
+            blocked.release[1].set()
+            await until(lambda: store._held is None and store._slow_writes >= 1,
+                        what="the held writes waiting for the lock")  # fmt: skip
+            job.priority = 51
+            second = asyncio.create_task(store.save_job(job))
+            await until(lambda: ticks.count >= 20, what="the loop ticking while the lock is held")
+            assert not first.done() and not second.done()
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            await asyncio.gather(first, second)
+        assert (await store.get_job(job.id)).priority == 51
+        assert store._slow_writes == 0
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 async def test_a_checkpoint_with_no_writes_meanwhile_holds_none(store: Store, home: Path, monkeypatch):
