@@ -409,13 +409,12 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from console import eventloop
     from console.core import config
 
     cfg = config.load()
     _apply_overrides(cfg, args)
-    return asyncio.run(_serve(cfg))
+    return eventloop.run(_serve(cfg), cfg.get("owner.loop"))
 
 
 def _apply_overrides(cfg: Any, args: argparse.Namespace) -> None:
@@ -440,7 +439,10 @@ async def _serve(cfg: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, owner.request_stop)
-    print(f"twolane: serving {owner.home} (pid {__import__('os').getpid()})", flush=True)
+    from console.eventloop import loop_name
+
+    print(f"twolane: serving {owner.home} (pid {__import__('os').getpid()}, {loop_name(loop)})",
+          flush=True)  # fmt: skip
     if owner.gateway_url:
         print(f"twolane: gateway on {owner.gateway_url}", flush=True)
     await owner.wait_for_stop_request()

@@ -19,6 +19,7 @@ from console import __version__
 from console.core import events, jobs
 from console.core.errors import UserError
 from console.core.models import Violation
+from console.eventloop import loop_name
 
 if TYPE_CHECKING:
     from console.owner import Owner
@@ -62,7 +63,8 @@ def _owner(request: web.Request) -> Owner:
 async def health(request: web.Request) -> web.Response:
     owner = _owner(request)
     return _json({"ok": True, "pid": os.getpid(), "version": __version__, "home": str(owner.home),
-                  "started_at": owner.started_at, "gateway": owner.gateway_url})  # fmt: skip
+                  "started_at": owner.started_at, "gateway": owner.gateway_url,
+                  "loop": loop_name()})  # fmt: skip
 
 
 async def status(request: web.Request) -> web.Response:

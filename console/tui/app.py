@@ -244,10 +244,17 @@ def run(args: Any) -> int:
             home = Path(tmp)
             os.environ["TWOLANE_HOME"] = tmp  # jobs and sub-commands see the demo dir too
             app = build_app(home=home, on_ready=add_demo_jobs)
-            code = app.run()
+            code = _run_app(app)
         print(f"twolane: demo data dir {tmp} removed")
         return int(code or 0)
     app = build_app(attach_only=bool(os.environ.get(ATTACH_ONLY_ENV)))
     preload(app, paths.data_dir())
-    code = app.run()
+    code = _run_app(app)
     return int(code or 0)
+
+
+def _run_app(app: TwolaneApp) -> int | None:
+    """``app.run()`` on the owner's loop (``owner.loop``): the console may be the owner."""
+    from console import eventloop
+
+    return eventloop.run(app.run_async(), app.config.get("owner.loop"))

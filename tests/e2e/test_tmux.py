@@ -3,6 +3,7 @@ a second window attaches and sees the same, quit cleanly."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from console.client import owner_client
 from tests.conftest import run_twolane
 from tests.helpers import until_sync
 
@@ -42,6 +44,10 @@ def test_console_in_tmux(home: Path, tmp_path: Path) -> None:
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd)
     try:
         until_sync(lambda: "owner" in tmux("capture-pane", "-p", "-t", f"{session}:0"), what="owner console")
+        owner = owner_client(home, timeout=5)
+        assert owner is not None
+        # The console is the owner here: it runs on the owner's loop (owner.loop, uvloop).
+        assert owner.ping()["loop"] == ("uvloop" if importlib.util.find_spec("uvloop") else "asyncio")
         tmux("send-keys", "-t", f"{session}:0", "a")
         until_sync(lambda: "Enqueue a job" in tmux("capture-pane", "-p", "-t", f"{session}:0"))
         tmux("send-keys", "-t", f"{session}:0", "-l", "echo e2e-marker")
