@@ -432,13 +432,15 @@ async def _serve(cfg: Any) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="twolane: %(message)s")
     owner = Owner(_home(), cfg)
+    loop = asyncio.get_running_loop()
+    # Handled from the start: a stop asked for while the owner starts (its socket is up
+    # before start() returns) stops it once started, never half-way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, owner.request_stop)
     try:
         await owner.start()
     except OwnerRunning as exc:
         raise CliError(str(exc), EXIT_OWNER) from None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, owner.request_stop)
     from console.eventloop import loop_name
 
     print(f"twolane: serving {owner.home} (pid {__import__('os').getpid()}, {loop_name(loop)})",
