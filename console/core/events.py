@@ -24,6 +24,9 @@ LANES = "lanes"  # data: lane status (see Scheduler.status)
 VIOLATION = "violation"  # data: the violation's dict
 SAMPLE = "sample"  # data: a metrics sample
 LOG = "log"  # data: {"level", "message"}
+# data: {"old", "id"}: a new job's random id was taken when it was stored, so it has a
+# new one; published before any event under the new id.
+RENAMED = "renamed"
 
 log = logging.getLogger(__name__)
 

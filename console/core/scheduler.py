@@ -250,7 +250,7 @@ class Scheduler:
             turn = self._starts_now(job) if await self.gate(job) is None else None
         if turn is not None:
             return await self._start_new(job, runner, turn)
-        await self.store.add_job(job)
+        await self._add(job)
         if runner is not None:
             self._ephemeral[job.id] = runner
         self._insert(job)
@@ -496,7 +496,7 @@ class Scheduler:
         # Holds the lane while the row is written; cancel() and stop() cancel it.
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[job.id] = (job, slot)
-        insert = asyncio.ensure_future(self.store.add_job(job))
+        insert = asyncio.ensure_future(self._add(job))
         try:
             await asyncio.shield(insert)
         except asyncio.CancelledError:
@@ -514,6 +514,20 @@ class Scheduler:
             raise
         await self._after_reserved(job, slot)
         return job
+
+    async def _add(self, job: Job) -> None:
+        """Store a new job. If its random id was taken the store gave it a new one: what
+        is kept under the old id follows, and subscribers are told (the gateway waits
+        for the job's end under its id)."""
+        old = job.id
+        try:
+            await self.store.add_job(job)
+        finally:
+            if job.id != old:
+                for held in (self._running, self._ephemeral, self._end_reason):
+                    if old in held:
+                        held[job.id] = held.pop(old)  # type: ignore[index]
+                self.bus.publish(events.RENAMED, {"old": old, "id": job.id})
 
     async def _after_reserved(self, job: Job, slot: asyncio.Future[None]) -> None:
         """``job`` holds its lane slot and its ``running`` row is committed: run it, or,

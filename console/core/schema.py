@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from console.core.models import Job, JobSpec, JobState, Lane
+from console.core.models import Job, JobSpec, JobState, Lane, new_job_id
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append.
 MIGRATIONS: list[str] = [
@@ -212,6 +212,23 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+# New ids drawn when a job's random id is taken (31**6 ids: among 100k jobs, a new one
+# meets an old id once in ~9,000 inserts).
+ID_TRIES = 20
+
+
+def id_taken(exc: sqlite3.IntegrityError, job: Job) -> bool:
+    """Whether inserting ``job`` failed because its id is taken; if so it gets a new one
+    (its log path follows), ready to be inserted again."""
+    if "jobs.id" not in str(exc):
+        return False
+    old = job.id
+    job.id = new_job_id()
+    if job.log_path and job.log_path.endswith(f"/{old}.log"):
+        job.log_path = job.log_path[: -len(old) - 4] + f"{job.id}.log"
+    return True
+
+
 def add_job_now(path: Path, job: Job, synchronous: str = "normal") -> Job | None:
     """Insert ``job`` with plain sqlite3, committed on return; None when the database is
     missing or not at this version's schema (the async ``Store`` creates or migrates it)."""
@@ -222,8 +239,14 @@ def add_job_now(path: Path, job: Job, synchronous: str = "normal") -> Job | None
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             return None
         conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-        params = job_params(job)
-        job.seq = int(conn.execute(ADD_SQL, (params[0], *params[2:])).fetchone()[0])
-        return job
+        for attempt in range(ID_TRIES):
+            params = job_params(job)
+            try:
+                job.seq = int(conn.execute(ADD_SQL, (params[0], *params[2:])).fetchone()[0])
+                return job
+            except sqlite3.IntegrityError as exc:
+                if attempt == ID_TRIES - 1 or not id_taken(exc, job):
+                    raise
+        raise AssertionError("unreachable")
     finally:
         conn.close()

@@ -41,6 +41,7 @@ from console.core.schema import (
     ATTEMPTS_SQL,
     BUSY_TIMEOUT_MS,
     END_SQL,
+    ID_TRIES,
     JOB_COLUMNS,
     MIGRATIONS,
     PID_SQL,
@@ -48,6 +49,7 @@ from console.core.schema import (
     SCHEMA_VERSION,
     START_SQL,
     end_params,
+    id_taken,
     is_busy,
     job_params,
     pid_params,
@@ -327,8 +329,14 @@ class Store:
 
     async def add_job(self, job: Job) -> Job:
         """Insert a new job at the tail of the FIFO order; committed on return."""
-        params = job_params(job)
-        row = await self._write(ADD_SQL, (params[0], *params[2:]))
+        for attempt in range(ID_TRIES):
+            params = job_params(job)
+            try:
+                row = await self._write(ADD_SQL, (params[0], *params[2:]))
+                break
+            except sqlite3.IntegrityError as exc:  # its random id is taken: a new one
+                if attempt == ID_TRIES - 1 or not id_taken(exc, job):
+                    raise
         job.seq = int(row[0])
         return job
 

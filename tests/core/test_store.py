@@ -172,7 +172,7 @@ async def test_writes_held_behind_the_catch_up_land_in_order_and_fail_alone(
     store: Store, monkeypatch
 ):  # fmt: skip
     """The writes made during the catch-up copy land together once it is done, in the
-    order they were made; one that fails (a duplicate id) fails alone."""
+    order they were made; one that fails fails alone."""
     monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
     blocked = BlockedCheckpoints(store, 2)
     job = jobs.new_job(["true"], lane="local", now=1.0)
@@ -185,23 +185,22 @@ async def test_writes_held_behind_the_catch_up_land_in_order_and_fail_alone(
     blocked.release[0].set()
     await until(blocked.entered[1].is_set, what="the catch-up copy")
     other = jobs.new_job(["true"], lane="remote", now=2.0)
-    twin = jobs.new_job(["false"], lane="remote", now=2.0)
-    twin.id = job.id  # already stored: its insert fails
     made = []
     for priority in (40, 41):
         job.priority = priority
         made.append(asyncio.create_task(store.save_job(job)))
         await asyncio.sleep(0)
-    made.append(asyncio.create_task(store.add_job(twin)))
+    made.append(asyncio.create_task(store.commit(
+        ("UPDATE jobs SET priority = 7 WHERE id = ?", (job.id,)),
+        ("INSERT INTO no_such_table VALUES (1)", ()))))  # fmt: skip
     made.append(asyncio.create_task(store.add_job(other)))
     await asyncio.sleep(0)
     assert not any(m.done() for m in made)
     blocked.release[1].set()
     results = await asyncio.gather(*made, return_exceptions=True)
-    assert isinstance(results[2], sqlite3.IntegrityError)
+    assert isinstance(results[2], sqlite3.OperationalError)
     assert not any(isinstance(r, BaseException) for r in results[:2] + results[3:])
-    assert (await store.get_job(job.id)).priority == 41  # the later write won
-    assert (await store.get_job(job.id)).spec.argv == ["true"]
+    assert (await store.get_job(job.id)).priority == 41  # the later write won, the bad one undone
     assert (await store.get_job(other.id)).seq > job.seq  # its insert landed, numbered
     assert await store.integrity_check() == "ok"
 
@@ -408,3 +407,25 @@ async def test_a_version_2_database_keeps_its_attempt_rows(home: Path):
         assert [(a["n"], a["state"]) for a in await store.attempts(job.id)] == [(1, "failed"), (2, "succeeded")]
     finally:
         await store.close()
+
+
+async def test_a_new_job_whose_id_is_taken_is_stored_under_a_new_one(store: Store, home: Path):
+    """Ids are 6 random characters; one that is taken gets a new one (its log path
+    follows) instead of failing the insert, through the owner and through `twolane add`
+    with no owner alike."""
+    from console.core import schema
+
+    first = jobs.new_job(["true"], now=1.0)
+    await store.add_job(first)
+    twin = jobs.new_job(["echo", "twin"], now=2.0)
+    twin.id, twin.log_path = first.id, f"/logs/{first.id}.log"
+    await store.add_job(twin)
+    assert twin.id != first.id and twin.log_path == f"/logs/{twin.id}.log"
+    assert (await store.get_job(twin.id)).spec.argv == ["echo", "twin"]
+    assert (await store.get_job(first.id)).spec.argv == ["true"]
+    direct = jobs.new_job(["echo", "direct"], now=3.0)
+    direct.id = first.id
+    assert schema.add_job_now(paths.db_path(home), direct) is direct
+    assert direct.id not in (first.id, twin.id)
+    assert (await store.get_job(direct.id)).spec.argv == ["echo", "direct"]
+    assert direct.seq > twin.seq > first.seq

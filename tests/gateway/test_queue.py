@@ -300,3 +300,43 @@ async def test_upstream_down_gives_502_in_the_api_shape(make_gateway: Any, kind:
         assert reply.status_code == 502 and reply.json()["error"]["code"] == "upstream_error"
         tags = await http.get("/api/tags")
         assert tags.status_code == 200 and tags.json() == {"models": []}
+
+
+async def test_a_request_whose_random_id_is_taken_gets_a_new_one_and_its_answer(
+    gateway: Any, http: httpx.AsyncClient, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """Ids are 6 random characters: among 100k stored jobs a new one meets an old id about
+    once in 9,000. Such a request (started at once, or queued behind another) is stored
+    under a new id and answered as any other; it was a 500 and a lost request."""
+    from console.core import jobs
+
+    first = await http.post("/api/chat", json=chat(text="first"))
+    taken = first.headers["X-Twolane-Job"]
+    drawn = iter([taken, None, taken])  # idle, busy, queued: None draws a random id
+    real = jobs.new_job_id
+    monkeypatch.setattr(jobs, "new_job_id", lambda: next(drawn, None) or real())
+    idle = await http.post("/api/chat", json=chat(text="idle lane"))  # started at once
+    fake.delay = 0.3
+    busy = asyncio.create_task(http.post("/api/chat", json=chat(text="busy")))
+    await until(lambda: fake.active == 1, what="upstream call running")
+    queued = asyncio.create_task(http.post("/api/chat", json=chat(text="queued")))  # waits
+    await _queued(gateway, 1)
+    replies = [idle, await busy, await queued]
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    ids = {taken} | {r.headers["X-Twolane-Job"] for r in replies}
+    assert len(ids) == 4
+    stored = {j.id: j for j in await settled(gateway)}
+    assert set(stored) == ids and all(j.state is JobState.SUCCEEDED for j in stored.values())
+    assert stored[idle.headers["X-Twolane-Job"]].meta.get("client") is not None
+    # Cancelled while queued, its runner never runs: only its end, published under the
+    # new id, can tell the waiting handler.
+    drawn = iter([taken])
+    await gateway.scheduler.pause([Lane.LOCAL])
+    waiting = asyncio.create_task(http.post("/api/chat", json=chat(text="cancelled")))
+    await _queued(gateway, 1)
+    [job] = gateway.scheduler.queued(Lane.LOCAL)
+    assert job.id not in ids
+    await gateway.scheduler.cancel(job.id)
+    reply = await asyncio.wait_for(waiting, 10)
+    assert reply.status_code == 503 and reply.headers["X-Twolane-Job"] == job.id
+    assert not gateway.gw._replies

@@ -108,7 +108,7 @@ class Gateway:
         owner.extra_routes.append(("GET", "/gateway", self._control_status))
         # A listener, not a subscription: called as the event is published, so a job's
         # end reaches its handler without waking a watch task (once per request).
-        self._listener = owner.bus.listen({events.JOB}, self._on_job)
+        self._listener = owner.bus.listen({events.JOB, events.RENAMED}, self._on_job)
         if not self.enabled:
             return
         from console.api.gateway.server import build_app
@@ -228,6 +228,10 @@ class Gateway:
         affinity for local jobs the gateway did not start (shell jobs with --model) and
         recent run times for Retry-After."""
         data = event.data
+        if event.kind == events.RENAMED:  # its id was taken when stored: the new one
+            if data["old"] in self._replies:
+                self._replies[data["id"]] = self._replies.pop(data["old"])
+            return
         state = data.get("state")
         reply = self._replies.get(data.get("id"))  # type: ignore[arg-type]
         if reply is not None:

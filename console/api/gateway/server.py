@@ -303,6 +303,7 @@ async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
     try:
         # Inside the try: a client gone while its job is being stored still cancels it.
         await scheduler.submit(job, runner=runner)
+        job_header = {"X-Twolane-Job": job.id}  # a new one if its id was taken
         while True:
             item = await reply.get()
             answered = item is None or isinstance(item, UpstreamError | Ended)
