@@ -18,6 +18,7 @@ from typing import Any
 
 from console.core import events, jobs, paths
 from console.core.clock import Clock, SystemClock
+from console.core.eager import run_eagerly
 from console.core.errors import Conflict, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.policy import LaneView, PolicyState, Turn, decide
@@ -496,9 +497,12 @@ class Scheduler:
         # Holds the lane while the row is written; cancel() and stop() cancel it.
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[job.id] = (job, slot)
-        insert = asyncio.ensure_future(self._add(job))
         try:
-            await asyncio.shield(insert)
+            # Written in this step unless the write must wait for another process's lock;
+            # only then does it get a task, shielded: the row lands whatever happens here.
+            done, insert = run_eagerly(self._add(job))
+            if not done:
+                await asyncio.shield(insert)
         except asyncio.CancelledError:
             # The submitter went away: the row still lands, then the job ends cancelled.
             with contextlib.suppress(Exception):
