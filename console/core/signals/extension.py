@@ -143,7 +143,8 @@ class SignalsExtension:
         self.sampler: Sampler
         self.predictor: Predictor
         self._watch: asyncio.Task[None] | None = None
-        self._requests: asyncio.Task[None] | None = None
+        self._requests: events.Listener | None = None
+        self._breaches: set[asyncio.Task[None]] = set()  # latency violations being recorded
         self._forced_seen: set[tuple[str, int]] = set()
         self.latency = LatencyWatch(self.limits.latency_factor)
 
@@ -177,17 +178,21 @@ class SignalsExtension:
         self.sampler.start()
         sub = owner.bus.subscribe({events.JOB}, where=_forced_local_start)
         self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
-        requests = owner.bus.subscribe({events.JOB}, where=_gateway_request)
-        self._requests = asyncio.create_task(self._watch_requests(requests),
-                                             name="twolane-signals-latency")  # fmt: skip
+        # A listener, not a task fed by a queue: two events per request, each a few dict
+        # reads; only a breach (rare) needs a task, to record its violation.
+        self._requests = owner.bus.listen({events.JOB}, self._on_request, where=_gateway_request)
 
     async def stop(self) -> None:
-        for task in (self._watch, self._requests):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._watch = self._requests = None
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
+        if self._breaches:
+            await asyncio.gather(*self._breaches, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if hasattr(self, "sampler"):
             await self.sampler.stop()
 
@@ -334,22 +339,24 @@ class SignalsExtension:
                 except Exception:
                     log.exception("recording a forced gate failed")
 
-    async def _watch_requests(self, sub: Any) -> None:
-        """Gateway requests starting and ending feed the ``latency_p95`` rule."""
-        lagged = 0
-        with sub:
-            while True:
-                data = (await sub.get()).data
-                if sub.lagged != lagged:  # starts or ends were dropped: overlaps unknown
-                    lagged = sub.lagged
-                    self.latency.forget_running()
-                try:
-                    breach = self._request_event(data)
-                    if breach is not None:
-                        await self.observe_latency(breach.p95_ms, breach.baseline_ms,
-                                                   breach.job_ids, breach.source)  # fmt: skip
-                except Exception:
-                    log.exception("latency bookkeeping failed")
+    def _on_request(self, event: events.Event) -> None:
+        """Gateway requests starting and ending feed the ``latency_p95`` rule (a bus
+        listener: called as each event is published, so none is ever dropped)."""
+        try:
+            breach = self._request_event(event.data)
+        except Exception:
+            log.exception("latency bookkeeping failed")
+            return
+        if breach is not None:
+            task = asyncio.get_running_loop().create_task(self._record_breach(breach))
+            self._breaches.add(task)
+            task.add_done_callback(self._breaches.discard)
+
+    async def _record_breach(self, breach: Any) -> None:
+        try:
+            await self.observe_latency(breach.p95_ms, breach.baseline_ms, breach.job_ids, breach.source)
+        except Exception:
+            log.exception("recording a latency_p95 violation failed")
 
     def _request_event(self, data: dict[str, Any]) -> Any:
         extra = data["spec"]["extra"]
@@ -378,7 +385,7 @@ def _forced_local_start(event: events.Event) -> bool:
 
 
 def _gateway_request(event: events.Event) -> bool:
-    """What ``_watch_requests`` follows: gateway requests (they name their upstream)
+    """What ``_on_request`` follows: gateway requests (they name their upstream)
     starting or ending; pulls are downloads, not requests."""
     data = event.data
     return (bool((data.get("spec") or {}).get("extra", {}).get("upstream")) and data.get("kind") != "pull"
