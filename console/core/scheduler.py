@@ -650,7 +650,7 @@ class Scheduler:
                 self._announce_start(job)
             runner = self._ephemeral.get(job.id) or self.runners[job.kind]
             ctx = RunContext(
-                log_path=Path(job.log_path),
+                log_path=job.log_path or "",
                 kill_grace=self.kill_grace,
                 on_started=lambda pid, start: self._started(job, pid, start),
                 on_progress=lambda facts: self._progress(job, facts),
