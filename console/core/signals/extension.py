@@ -146,6 +146,9 @@ class SignalsExtension:
         self._requests: events.Listener | None = None
         self._breaches: set[asyncio.Task[None]] = set()  # latency violations being recorded
         self._forced_seen: set[tuple[str, int]] = set()
+        # gate_now's verdicts for the sample they were read from (see gate_now).
+        self._verdicts_of: dict[str, Any] | None = None
+        self._verdicts_now: dict[tuple[Any, ...], tuple[Prediction | None, bool]] = {}
         self.latency = LatencyWatch(self.limits.latency_factor)
 
     # ---- life cycle ---------------------------------------------------------------------
@@ -234,23 +237,45 @@ class SignalsExtension:
     def gate_now(self, job: Job) -> bool:
         """The gate from what is at hand (a recent sample, a prediction already made):
         True only when ``job`` may start now. False leaves it to ``gate``, which reads
-        what is missing (and asks Ollama whether a model that does not fit is loaded)."""
+        what is missing (and asks Ollama whether a model that does not fit is loaded).
+
+        The verdicts are pure in their inputs, so each is kept until the next sample:
+        keyed by the declared model, the prediction's answer, the disk the job needs and
+        the running jobs' process groups (the heavy-process gate leaves those out)."""
         sample = self._recent_sample()
         if sample is None:
             return False
         declared = job_model(job)
-        fit: Fit | None = None
+        pred: Prediction | None = None
         error = None
         if declared is not None:
             hit = self.predictor.cached(*declared)
             if hit is None:
                 return False
             pred, error = hit
-            if pred is not None:
-                fit = self._fit(pred, sample)
-                if not fit.fits:
-                    return False
-        return gates.held_reason(self._verdicts(sample, job, declared, fit, error, False)) is None
+        disk = job_disk_need(job, self.config, self.thresholds)
+        pgids = self._job_pgids()
+        if sample is not self._verdicts_of:
+            self._verdicts_of = sample
+            self._verdicts_now.clear()
+        key = (declared, error, tuple(disk.items()), tuple(pgids))
+        kept = self._verdicts_now.get(key)
+        if kept is not None and kept[0] is pred:
+            return kept[1]
+        verdict = self._gate_now(sample, job, declared, pred, error, disk, pgids)
+        self._verdicts_now[key] = (pred, verdict)
+        return verdict
+
+    def _gate_now(self, sample: dict[str, Any], job: Job, declared: Declared | None,
+                  pred: Prediction | None, error: str | None, disk: dict[str, float],
+                  pgids: list[int]) -> bool:  # fmt: skip
+        fit: Fit | None = None
+        if pred is not None:
+            fit = self._fit(pred, sample)
+            if not fit.fits:
+                return False
+        results = self._verdicts(sample, job, declared, fit, error, False, disk, pgids)
+        return gates.held_reason(results) is None
 
     def _fit(self, pred: Prediction, sample: dict[str, Any]) -> Fit:
         return fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
@@ -258,13 +283,15 @@ class SignalsExtension:
     def _verdicts(
         self, sample: dict[str, Any], job: Job | None, declared: Declared | None,
         fit: Fit | None, error: str | None, loaded: bool,
+        disk: dict[str, float] | None = None, pgids: list[int] | None = None,
     ) -> list[gates.GateResult]:  # fmt: skip
+        if disk is None and job is not None:
+            disk = job_disk_need(job, self.config, self.thresholds)
         return gates.evaluate(
             sample, self.sampler.history(gates.SWAP_GROWTH_WINDOW), self.thresholds,
-            disk_need=job_disk_need(job, self.config, self.thresholds) if job else None,
-            model=declared[0] if declared else None, fit=fit, model_error=error,
-            model_loaded=loaded,
-            exclude_pgids=self._job_pgids(),
+            disk_need=disk, model=declared[0] if declared else None, fit=fit,
+            model_error=error, model_loaded=loaded,
+            exclude_pgids=self._job_pgids() if pgids is None else pgids,
         )  # fmt: skip
 
     async def download_fits(self, size: int) -> str | None:
