@@ -12,7 +12,6 @@ import bisect
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -388,22 +387,29 @@ class Scheduler:
         mine = sum(1 for j, _ in self._running.values() if j.lane is lane)
         return mine + sum(1 for o in self._orphans.values() if o[2] is lane)
 
-    def _policy_state(self) -> PolicyState:
-        def view(lane: Lane) -> LaneView:
-            return LaneView(
-                queued=len(self._queued[lane]),
-                running=self._running_in(lane),
-                paused=self._paused[lane],
-                held=self._held[lane] is not None,
-            )
-
+    def _policy_state(self, bump: Lane | None = None) -> PolicyState:
+        """What the policy decides on; ``bump``: as if that lane had one more job queued."""
+        local = remote = 0
+        for job, _ in self._running.values():
+            if job.lane is Lane.LOCAL:
+                local += 1
+            else:
+                remote += 1
+        for orphan in self._orphans.values():
+            if orphan[2] is Lane.LOCAL:
+                local += 1
+            else:
+                remote += 1
+        queued, paused, held = self._queued, self._paused, self._held
         return PolicyState(
-            local=view(Lane.LOCAL),
-            remote=view(Lane.REMOTE),
+            local=LaneView(len(queued[Lane.LOCAL]) + (bump is Lane.LOCAL), local,
+                           paused[Lane.LOCAL], held[Lane.LOCAL] is not None),
+            remote=LaneView(len(queued[Lane.REMOTE]) + (bump is Lane.REMOTE), remote,
+                            paused[Lane.REMOTE], held[Lane.REMOTE] is not None),
             concurrency=self.concurrency,
             cross_mix=self.cross_mix,
             turn=self._turn,
-        )
+        )  # fmt: skip
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -481,10 +487,8 @@ class Scheduler:
         lane = job.lane
         if not self._accepting or self._dispatching or self._queued[lane] or self._held[lane]:
             return None
-        state = self._policy_state()
-        mine = state.view(lane)
-        bumped = LaneView(mine.queued + 1, mine.running, mine.paused, mine.held)
-        decision = decide(replace(state, **{str(lane): bumped}))
+        state = self._policy_state(bump=lane)
+        decision = decide(state)
         return decision.turn if decision.start is lane else None
 
     async def _start_new(self, job: Job, runner: Runner | None, turn: Turn) -> Job:
