@@ -255,7 +255,7 @@ class Scheduler:
             self._ephemeral[job.id] = runner
         self._insert(job)
         self._publish_job(job)
-        self._kick.set()
+        self._kick_if_startable()
         if self._running_in(job.lane):  # it may be next in a busy lane
             asyncio.get_running_loop().call_soon(self._prepare_logs, job.lane)
         return job
@@ -444,6 +444,19 @@ class Scheduler:
                     continue  # changed while the gates were read: decide again
             self._set_turn(decision.turn)
             self._launch(job)
+
+    def _kick_if_startable(self) -> None:
+        """Wake the dispatch loop if the policy would start a job now. Otherwise a round
+        would only update the turn: done here, without waking the loop (a request queued
+        behind a busy lane)."""
+        if self._dispatching:  # suspended in a gate check: it decides again afterwards
+            self._kick.set()
+            return
+        decision = decide(self._policy_state())
+        if decision.start is not None:
+            self._kick.set()
+        else:
+            self._set_turn(decision.turn)
 
     def _pick(self, lane: Lane) -> Job:
         queue = self._queued[lane]

@@ -138,3 +138,43 @@ async def test_a_busy_lane_queues_and_the_order_holds(owner: Owner) -> None:
     for job_id in submitted:
         started.append(await owner.scheduler.wait_done(job_id))
     assert [j.started_at for j in started] == sorted(j.started_at for j in started)
+
+
+async def test_a_job_queued_behind_a_busy_lane_wakes_no_dispatch_round(owner: Owner) -> None:
+    # The policy would start nothing: submit updates the turn itself. A job the policy
+    # would start (the other lane, cross-mix on) still gets its round.
+    sched = owner.scheduler
+    rounds = 0
+    dispatch = sched._dispatch
+
+    async def counted() -> None:
+        nonlocal rounds
+        rounds += 1
+        await dispatch()
+
+    sched._dispatch = counted  # type: ignore[method-assign]
+    first = Probe(paths.db_path(owner.home))
+    await sched.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    await asyncio.sleep(0.05)
+    before = rounds
+    later = []
+    for _ in range(3):
+        probe = Probe(paths.db_path(owner.home))
+        probe.release.set()
+        later.append(await sched.submit(request_job(Lane.LOCAL), runner=probe))
+    remote = Probe(paths.db_path(owner.home))
+    remote.release.set()
+    blocked = await sched.submit(request_job(Lane.REMOTE), runner=remote)  # no cross-mix
+    await asyncio.sleep(0.05)
+    assert rounds == before
+    assert all(j.state is JobState.QUEUED for j in [*later, blocked])
+    sched.cross_mix = True
+    other = Probe(paths.db_path(owner.home))
+    other.release.set()
+    mixed = await sched.submit(request_job(Lane.REMOTE), runner=other)  # queued: one waits
+    await until(lambda: other.seen, what="the remote job to start beside the local one")
+    assert rounds > before
+    first.release.set()
+    for job in [*later, blocked, mixed]:
+        assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED
