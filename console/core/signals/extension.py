@@ -34,6 +34,8 @@ GB = gates.GB
 ERROR_TTL = 30.0
 # A gate reading older than this many intervals is taken again before deciding.
 STALE_INTERVALS = 5
+# Job states as event data spells them (an enum's .value costs a lookup per event).
+_QUEUED, _RUNNING, _SUCCEEDED = JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEEDED.value
 
 
 def model_dirs(cfg: Any) -> list[str]:
@@ -351,7 +353,7 @@ class SignalsExtension:
             while True:
                 data = (await sub.get()).data
                 if not (data.get("force") and data.get("lane") == "local"
-                        and data.get("state") == JobState.RUNNING.value):  # fmt: skip
+                        and data.get("state") == _RUNNING):  # fmt: skip
                     continue
                 key = (data["id"], int(data.get("attempts") or 0))
                 if key in self._forced_seen:
@@ -388,10 +390,10 @@ class SignalsExtension:
     def _request_event(self, data: dict[str, Any]) -> Any:
         extra = data["spec"]["extra"]
         upstream = str(extra["upstream"])
-        if data["state"] == JobState.RUNNING.value:
+        if data["state"] == _RUNNING:
             self.latency.started(data["id"], upstream)
             return None
-        took = data["meta"].get("duration_ms") if data["state"] == JobState.SUCCEEDED.value else None
+        took = data["meta"].get("duration_ms") if data["state"] == _SUCCEEDED else None
         key = (upstream, str(extra.get("model") or ""), str(data["kind"]))
         return self.latency.ended(data["id"], key, float(took) if _finite(took) else None)
 
@@ -408,7 +410,7 @@ class SignalsExtension:
 def _forced_local_start(event: events.Event) -> bool:
     """What ``_watch_jobs`` records: a forced local job starting (other events never wake it)."""
     data = event.data
-    return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == JobState.RUNNING.value
+    return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == _RUNNING
 
 
 def _gateway_request(event: events.Event) -> bool:
@@ -416,7 +418,7 @@ def _gateway_request(event: events.Event) -> bool:
     starting or ending; pulls are downloads, not requests."""
     data = event.data
     return (bool((data.get("spec") or {}).get("extra", {}).get("upstream")) and data.get("kind") != "pull"
-            and data.get("state") != JobState.QUEUED.value)  # fmt: skip
+            and data.get("state") != _QUEUED)  # fmt: skip
 
 
 def _check_declared(job: Job) -> Declared | None:
