@@ -190,7 +190,7 @@ def _model(body: dict[str, Any]) -> str:
 
 
 def _route(gw: Gateway, model: str) -> Upstream:
-    upstream = route(gw.upstreams, model)
+    upstream = gw.route(model)
     if upstream is None:
         served = ", ".join(served_patterns(gw.upstreams)) or "nothing"
         raise GatewayError(404, f"model '{model}' is not served here; served: {served}",
@@ -199,7 +199,10 @@ def _route(gw: Gateway, model: str) -> Upstream:
 
 
 def _client(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
+    # aiohttp keeps the connection's peer (uvloop's transport asks the kernel each time).
+    peer = getattr(request.protocol, "peername", None)
+    if peer is None and request.transport is not None:
+        peer = request.transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return request.remote or "?"
