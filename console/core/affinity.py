@@ -53,8 +53,9 @@ class Affinity:
         return self._passed.get(job.id, 0) < self.window and now - job.created_at < self.window_seconds
 
     def started(self, job: Job, queued: list[Job]) -> bool:
-        """Record that a local job started with ``queued`` still waiting. Returns True when
-        it started out of order for the loaded model (a reload avoided). Idempotent per job."""
+        """Record that a local job started with ``queued`` (the lane's queue, in its
+        order) still waiting. Returns True when it started out of order for the loaded
+        model (a reload avoided). Idempotent per job."""
         if job.id in self._started_ids or job.lane is not Lane.LOCAL:
             return False
         if len(self._started) == self._started.maxlen:
@@ -63,9 +64,16 @@ class Affinity:
         self._started_ids.add(job.id)
         model = model_of(job)
         key = job.sort_key()
-        passed = [q for q in queued if q.sort_key() < key and q.created_at <= (job.started_at or 0)]
-        live = {q.id for q in queued}
-        self._passed = {k: v for k, v in self._passed.items() if k in live}
+        started_at = job.started_at or 0
+        passed = []
+        for q in queued:  # those it jumped are a prefix of the queue (usually none)
+            if q.sort_key() >= key:
+                break
+            if q.created_at <= started_at:
+                passed.append(q)
+        if self._passed:
+            live = {q.id for q in queued}
+            self._passed = {k: v for k, v in self._passed.items() if k in live}
         for q in passed:
             self._passed[q.id] = self._passed.get(q.id, 0) + 1
         avoided = (

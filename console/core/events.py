@@ -65,6 +65,7 @@ class Subscription:
 
     def close(self) -> None:
         self._bus._subs.discard(self)
+        self._bus._wanted.clear()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         while True:
@@ -100,6 +101,7 @@ class Listener:
 
     def close(self) -> None:
         self._bus._listeners.discard(self)
+        self._bus._wanted.clear()
 
     def __enter__(self) -> Listener:
         return self
@@ -112,12 +114,14 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: set[Subscription] = set()
         self._listeners: set[Listener] = set()
+        self._wanted: dict[str, bool] = {}  # wanted()'s answers until (un)subscribing
 
     def subscribe(self, kinds: set[str] | None = None, maxsize: int = 10_000,
                   where: Callable[[Event], bool] | None = None) -> Subscription:  # fmt: skip
         """Events of ``kinds`` (all when None) for which ``where`` holds (all when None)."""
         sub = Subscription(self, maxsize, frozenset(kinds) if kinds else None, where)
         self._subs.add(sub)
+        self._wanted.clear()
         return sub
 
     def listen(self, kinds: set[str] | None, callback: Callable[[Event], None],
@@ -126,6 +130,7 @@ class EventBus:
         None) for which ``where`` holds. It must be quick and must not block."""
         listener = Listener(self, frozenset(kinds) if kinds else None, callback, where)
         self._listeners.add(listener)
+        self._wanted.clear()
         return listener
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
@@ -138,8 +143,12 @@ class EventBus:
 
     def wanted(self, kind: str) -> bool:
         """Does any subscriber or listener take ``kind``? (So a publisher can skip building
-        the data.)"""
-        return any(s.kinds is None or kind in s.kinds for s in (*self._subs, *self._listeners))
+        the data.) Kept until a subscriber or listener comes or goes."""
+        known = self._wanted.get(kind)
+        if known is None:
+            known = any(s.kinds is None or kind in s.kinds for s in (*self._subs, *self._listeners))
+            self._wanted[kind] = known
+        return known
 
     @property
     def subscribers(self) -> int:

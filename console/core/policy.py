@@ -16,15 +16,18 @@ Rules (see docs/architecture.md):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from console.core.models import Lane
 
 LANES = (Lane.LOCAL, Lane.REMOTE)
 
+# Immutable values as named tuples rather than frozen dataclasses: the scheduler builds a
+# state and gets a decision at least twice per job, and a frozen dataclass's __init__
+# (object.__setattr__ per field) cost several times a tuple's.
 
-@dataclass(frozen=True, slots=True)
-class LaneView:
+
+class LaneView(NamedTuple):
     queued: int = 0
     running: int = 0
     paused: bool = False
@@ -36,14 +39,12 @@ class LaneView:
         return self.queued > 0 and not self.paused and not self.held
 
 
-@dataclass(frozen=True, slots=True)
-class Turn:
+class Turn(NamedTuple):
     lane: Lane | None = None
     started: int = 0  # jobs started during this turn
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyState:
+class PolicyState(NamedTuple):
     local: LaneView = LaneView()
     remote: LaneView = LaneView()
     concurrency: int = 5
@@ -57,8 +58,7 @@ class PolicyState:
         return 1 if lane is Lane.LOCAL else max(1, self.concurrency)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     start: Lane | None
     turn: Turn
 

@@ -12,12 +12,12 @@ import bisect
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from console.core import events, jobs, paths
 from console.core.clock import Clock, SystemClock
+from console.core.eager import run_eagerly
 from console.core.errors import Conflict, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.policy import LaneView, PolicyState, Turn, decide
@@ -255,7 +255,7 @@ class Scheduler:
             self._ephemeral[job.id] = runner
         self._insert(job)
         self._publish_job(job)
-        self._kick.set()
+        self._kick_if_startable()
         if self._running_in(job.lane):  # it may be next in a busy lane
             asyncio.get_running_loop().call_soon(self._prepare_logs, job.lane)
         return job
@@ -387,22 +387,29 @@ class Scheduler:
         mine = sum(1 for j, _ in self._running.values() if j.lane is lane)
         return mine + sum(1 for o in self._orphans.values() if o[2] is lane)
 
-    def _policy_state(self) -> PolicyState:
-        def view(lane: Lane) -> LaneView:
-            return LaneView(
-                queued=len(self._queued[lane]),
-                running=self._running_in(lane),
-                paused=self._paused[lane],
-                held=self._held[lane] is not None,
-            )
-
+    def _policy_state(self, bump: Lane | None = None) -> PolicyState:
+        """What the policy decides on; ``bump``: as if that lane had one more job queued."""
+        local = remote = 0
+        for job, _ in self._running.values():
+            if job.lane is Lane.LOCAL:
+                local += 1
+            else:
+                remote += 1
+        for orphan in self._orphans.values():
+            if orphan[2] is Lane.LOCAL:
+                local += 1
+            else:
+                remote += 1
+        queued, paused, held = self._queued, self._paused, self._held
         return PolicyState(
-            local=view(Lane.LOCAL),
-            remote=view(Lane.REMOTE),
+            local=LaneView(len(queued[Lane.LOCAL]) + (bump is Lane.LOCAL), local,
+                           paused[Lane.LOCAL], held[Lane.LOCAL] is not None),
+            remote=LaneView(len(queued[Lane.REMOTE]) + (bump is Lane.REMOTE), remote,
+                            paused[Lane.REMOTE], held[Lane.REMOTE] is not None),
             concurrency=self.concurrency,
             cross_mix=self.cross_mix,
             turn=self._turn,
-        )
+        )  # fmt: skip
 
     async def _dispatch_loop(self) -> None:
         while True:
@@ -437,6 +444,19 @@ class Scheduler:
                     continue  # changed while the gates were read: decide again
             self._set_turn(decision.turn)
             self._launch(job)
+
+    def _kick_if_startable(self) -> None:
+        """Wake the dispatch loop if the policy would start a job now. Otherwise a round
+        would only update the turn: done here, without waking the loop (a request queued
+        behind a busy lane)."""
+        if self._dispatching:  # suspended in a gate check: it decides again afterwards
+            self._kick.set()
+            return
+        decision = decide(self._policy_state())
+        if decision.start is not None:
+            self._kick.set()
+        else:
+            self._set_turn(decision.turn)
 
     def _pick(self, lane: Lane) -> Job:
         queue = self._queued[lane]
@@ -480,10 +500,8 @@ class Scheduler:
         lane = job.lane
         if not self._accepting or self._dispatching or self._queued[lane] or self._held[lane]:
             return None
-        state = self._policy_state()
-        mine = state.view(lane)
-        bumped = LaneView(mine.queued + 1, mine.running, mine.paused, mine.held)
-        decision = decide(replace(state, **{str(lane): bumped}))
+        state = self._policy_state(bump=lane)
+        decision = decide(state)
         return decision.turn if decision.start is lane else None
 
     async def _start_new(self, job: Job, runner: Runner | None, turn: Turn) -> Job:
@@ -496,9 +514,12 @@ class Scheduler:
         # Holds the lane while the row is written; cancel() and stop() cancel it.
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._running[job.id] = (job, slot)
-        insert = asyncio.ensure_future(self._add(job))
         try:
-            await asyncio.shield(insert)
+            # Written in this step unless the write must wait for another process's lock;
+            # only then does it get a task, shielded: the row lands whatever happens here.
+            done, insert = run_eagerly(self._add(job))
+            if not done:
+                await asyncio.shield(insert)
         except asyncio.CancelledError:
             # The submitter went away: the row still lands, then the job ends cancelled.
             with contextlib.suppress(Exception):
@@ -646,7 +667,7 @@ class Scheduler:
                 self._announce_start(job)
             runner = self._ephemeral.get(job.id) or self.runners[job.kind]
             ctx = RunContext(
-                log_path=Path(job.log_path),
+                log_path=job.log_path or "",
                 kill_grace=self.kill_grace,
                 on_started=lambda pid, start: self._started(job, pid, start),
                 on_progress=lambda facts: self._progress(job, facts),

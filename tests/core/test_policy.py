@@ -3,7 +3,7 @@ pauses, holds and concurrency changes; the invariants must hold after every step
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -191,5 +191,5 @@ def test_both_lanes_running_after_cross_mix_switched_off_starts_nothing():
     state = PolicyState(local=LaneView(queued=1, running=1), remote=LaneView(queued=1, running=1))
     assert decide(state).start is None
     # Once local drains, the busy remote lane owns the turn, its running job counted.
-    d = decide(replace(state, local=LaneView(queued=1, running=0)))
+    d = decide(state._replace(local=LaneView(queued=1, running=0)))
     assert d.start is Lane.REMOTE and d.turn == Turn(Lane.REMOTE, 2)

@@ -85,13 +85,36 @@ async def test_cancel_at_once_after_submit_ends_the_job_and_frees_the_lane(owner
     assert (await owner.scheduler.wait_done(nxt.id)).state is JobState.SUCCEEDED
 
 
+async def test_the_insert_of_an_idle_lanes_job_takes_no_turn_of_the_loop(owner: Owner) -> None:
+    # The store's write lands in submit's own step (no task, no shield): nothing else runs
+    # between the submit and the job holding its lane with its row on disk.
+    turns: list[int] = []
+    asyncio.get_running_loop().call_soon(turns.append, 1)
+    probe = Probe(paths.db_path(owner.home))
+    job = await owner.scheduler.submit(request_job(), runner=probe)
+    assert turns == []
+    assert (await owner.store.get_job(job.id)).state is JobState.RUNNING
+    probe.release.set()
+    assert (await owner.scheduler.wait_done(job.id)).state is JobState.SUCCEEDED
+
+
 async def test_a_submitter_that_goes_away_mid_insert_leaves_a_cancelled_job(owner: Owner) -> None:
+    # Another connection holds the write lock: the insert waits for it in a worker thread.
+    other = sqlite3.connect(paths.db_path(owner.home), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
     probe = Probe(paths.db_path(owner.home))
     job = request_job(Lane.LOCAL)
     submit = asyncio.create_task(owner.scheduler.submit(job, runner=probe))
-    await asyncio.sleep(0)  # into the insert
-    submit.cancel()
+    try:
+        await until(lambda: owner.store._slow_writes > 0, what="the insert to wait for the lock")
+        submit.cancel()
+        await asyncio.sleep(0.05)
+        assert not submit.done()  # it waits for its row: the row lands whatever happens
+    finally:
+        other.execute("COMMIT")
+        other.close()
     await asyncio.gather(submit, return_exceptions=True)
+    assert submit.cancelled()
     ended = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 20)
     assert ended.state is JobState.CANCELLED
     assert probe.seen == []  # it never ran
@@ -115,3 +138,43 @@ async def test_a_busy_lane_queues_and_the_order_holds(owner: Owner) -> None:
     for job_id in submitted:
         started.append(await owner.scheduler.wait_done(job_id))
     assert [j.started_at for j in started] == sorted(j.started_at for j in started)
+
+
+async def test_a_job_queued_behind_a_busy_lane_wakes_no_dispatch_round(owner: Owner) -> None:
+    # The policy would start nothing: submit updates the turn itself. A job the policy
+    # would start (the other lane, cross-mix on) still gets its round.
+    sched = owner.scheduler
+    rounds = 0
+    dispatch = sched._dispatch
+
+    async def counted() -> None:
+        nonlocal rounds
+        rounds += 1
+        await dispatch()
+
+    sched._dispatch = counted  # type: ignore[method-assign]
+    first = Probe(paths.db_path(owner.home))
+    await sched.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    await asyncio.sleep(0.05)
+    before = rounds
+    later = []
+    for _ in range(3):
+        probe = Probe(paths.db_path(owner.home))
+        probe.release.set()
+        later.append(await sched.submit(request_job(Lane.LOCAL), runner=probe))
+    remote = Probe(paths.db_path(owner.home))
+    remote.release.set()
+    blocked = await sched.submit(request_job(Lane.REMOTE), runner=remote)  # no cross-mix
+    await asyncio.sleep(0.05)
+    assert rounds == before
+    assert all(j.state is JobState.QUEUED for j in [*later, blocked])
+    sched.cross_mix = True
+    other = Probe(paths.db_path(owner.home))
+    other.release.set()
+    mixed = await sched.submit(request_job(Lane.REMOTE), runner=other)  # queued: one waits
+    await until(lambda: other.seen, what="the remote job to start beside the local one")
+    assert rounds > before
+    first.release.set()
+    for job in [*later, blocked, mixed]:
+        assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED

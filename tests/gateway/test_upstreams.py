@@ -79,6 +79,25 @@ def test_routing_prefers_exact_names_then_the_first_glob() -> None:
     assert route(only, "qwen") is None
 
 
+
+def test_the_gateway_keeps_each_model_names_route_in_a_bounded_dict(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from console.api import gateway as gateway_mod
+    from console.api.gateway import Gateway
+
+    cfg = config.load()
+    cfg.set("upstreams", [
+        {"name": "cloud", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "lane": "remote", "models": ["gpt-*"]},
+        {"name": "box", "kind": "ollama", "base_url": "http://127.0.0.1:9", "lane": "local", "models": ["llama*"]},
+    ])  # fmt: skip
+    gw = Gateway(cfg)
+    assert gw.route("gpt-4o").name == "cloud" and gw.route("llama3").name == "box"  # type: ignore[union-attr]
+    assert gw.route("mistral") is None and gw.route("mistral") is None  # still not served
+    assert gw.route("gpt-4o") is gw.upstreams[0]
+    monkeypatch.setattr(gateway_mod, "ROUTES_KEPT", 8)
+    for i in range(20):
+        assert gw.route(f"gpt-{i}") is gw.upstreams[0]
+        assert len(gw._routes) <= 8
+
 def test_requested_ctx_reads_options_and_body_extensions() -> None:
     assert requested_ctx({"options": {"num_ctx": 4096}}) == 4096
     assert requested_ctx({"num_ctx": 2048, "numCtx": 8192}) == 8192

@@ -343,3 +343,61 @@ async def test_a_gateway_request_is_predicted_through_its_own_upstream(rig: tupl
     results = {r.gate: r for r in await owner.signals.evaluate(other)}
     assert results["model"].verdict == "unknown"
     assert "served by upstream 'llamacpp' (openai), which cannot say its size" in results["model"].message
+
+
+async def test_gate_now_keeps_a_verdict_only_while_what_it_read_holds(home: Path, tmp_path: Path) -> None:
+    """gate_now keeps its verdicts for the sample they were read from: a new sample, a
+    different model, or a change in the running jobs' process groups asks the gates again;
+    a sample grown stale answers False whatever was kept."""
+    from console.core.clock import ManualClock
+    from console.core.signals.extension import STALE_INTERVALS
+    from console.owner import Owner
+
+    clock = ManualClock()
+    cfg = config.load()
+    for key in ("gates.max_load_per_core", "gates.max_swap_gb", "gates.memory_headroom_gb",
+                "gates.min_free_disk_gb", "gates.swap_growth_mb"):
+        cfg.set(key, config.DEFAULTS[key])
+    source = FakeSource(disk_free={str(home): 100 * 10**9}, load1=0.0, mem_available=3 * GIB)
+    owner = Owner(home, cfg, clock=clock, extensions=[SignalsExtension(cfg, source=source)])
+    await owner.start()
+    try:
+        await owner.sampler.stop()  # samples only when the test takes one
+        ext = owner.signals
+
+        async def sample(**fields: Any) -> None:
+            source.set(**fields)
+            await owner.sampler.sample_once()
+
+        assert ext.gate_now(local_job()) is True
+        assert ext.gate_now(local_job()) is True  # kept
+        await sample(load1=40.0)  # a new sample says hold
+        assert ext.gate_now(local_job()) is False
+        await sample(load1=0.0)
+        assert ext.gate_now(local_job()) is True
+
+        small = local_job(extra={"model": str(llama_like(tmp_path / "m.gguf")), "ctx": 2048})
+        big_model = llama_like(tmp_path / "big.gguf", n_layer=16, n_embd=4096, n_ff=4096, ttype=1)
+        big = local_job(extra={"model": str(big_model), "ctx": 8192})
+        assert await ext.gate(small) is None and await ext.gate(big) is not None  # predicted
+        assert ext.gate_now(small) is True
+        assert ext.gate_now(big) is False  # same sample, another model
+        assert ext.gate_now(small) is True
+        bigger_ctx = local_job(extra={"model": str(llama_like(tmp_path / "m.gguf")), "ctx": 2048 * 64})
+        assert ext.gate_now(bigger_ctx) is False  # not predicted at that size yet
+
+        # A heavy process in a running job's own process group is not held against it.
+        heavy = {"pid": 4242, "pgid": 4242, "name": "ollama", "argv": ["ollama", "run", "m"],
+                 "cmdline": "ollama run m", "rss": 10**6}  # fmt: skip
+        await sample(processes=[heavy])
+        ext._job_pgids = lambda: [4242]  # type: ignore[method-assign]
+        assert ext.gate_now(local_job()) is True
+        ext._job_pgids = lambda: []  # type: ignore[method-assign]
+        assert ext.gate_now(local_job()) is False  # same sample: the job is gone
+        await sample(processes=[])
+
+        assert ext.gate_now(local_job()) is True
+        clock.advance(STALE_INTERVALS * owner.sampler.interval + 1)
+        assert ext.gate_now(local_job()) is False  # stale: the kept verdict is not used
+    finally:
+        await owner.stop()

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PULL_TIMEOUT = 6 * 3600.0
 SHAPE_RETRY = 30.0  # seconds before a model whose shape could not be read is asked again
+ROUTES_KEPT = 1024  # model names whose upstream is kept (Gateway.route)
 
 
 @functools.lru_cache(maxsize=256)  # asked for every request's Host header
@@ -96,6 +97,7 @@ class Gateway:
         self._durations: dict[Lane, float] = {lane: 1.0 for lane in Lane}
         # Handlers waiting for their job: job id -> its reply, told when the job ends.
         self._replies: dict[str, Reply] = {}
+        self._routes: dict[str, Upstream | None] = {}  # route()'s answers by model name
 
     # ---- extension life cycle --------------------------------------------------------
 
@@ -170,6 +172,16 @@ class Gateway:
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
             )
         return self._session
+
+    def route(self, model: str) -> Upstream | None:
+        """The upstream serving ``model`` (``upstreams.route``), kept per model name: the
+        upstreams do not change while the owner runs. At most ``ROUTES_KEPT`` names."""
+        if model in self._routes:
+            return self._routes[model]
+        if len(self._routes) >= ROUTES_KEPT:
+            self._routes.clear()  # clients choose the names: keep the dict bounded
+        found = self._routes[model] = route(self.upstreams, model)
+        return found
 
     # ---- context cap by predicted footprint ---------------------------------------------
 

@@ -190,7 +190,7 @@ def _model(body: dict[str, Any]) -> str:
 
 
 def _route(gw: Gateway, model: str) -> Upstream:
-    upstream = route(gw.upstreams, model)
+    upstream = gw.route(model)
     if upstream is None:
         served = ", ".join(served_patterns(gw.upstreams)) or "nothing"
         raise GatewayError(404, f"model '{model}' is not served here; served: {served}",
@@ -199,7 +199,10 @@ def _route(gw: Gateway, model: str) -> Upstream:
 
 
 def _client(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
+    # aiohttp keeps the connection's peer (uvloop's transport asks the kernel each time).
+    peer = getattr(request.protocol, "peername", None)
+    if peer is None and request.transport is not None:
+        peer = request.transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return request.remote or "?"
@@ -211,31 +214,33 @@ def _client(request: web.Request) -> str:
 async def openai_request(request: web.Request) -> web.StreamResponse:
     kind, sub_path = _OPENAI_ROUTES[request.path]
     body = await read_json(request)
-    upstream = _route(_gw(request), _model(body))
+    gw = _gw(request)
+    upstream = _route(gw, _model(body))
     if upstream.kind == "openai":
         url = upstream.openai_base() + sub_path
     else:
         url = upstream.root() + "/v1" + sub_path  # Ollama's own OpenAI-compatible routes
-    return await _run_request(request, kind, body, upstream, url, stream=body.get("stream") is True)
+    return await _run_request(request, gw, kind, body, upstream, url, stream=body.get("stream") is True)
 
 
 async def ollama_request(request: web.Request) -> web.StreamResponse:
     kind = _OLLAMA_ROUTES[request.path]
     body = await read_json(request)
     model = _model(body)
-    upstream = _route(_gw(request), model)
+    gw = _gw(request)
+    upstream = _route(gw, model)
     stream = body.get("stream", True) is not False if kind != "embed" else False
     if upstream.kind != "ollama":
         # An OpenAI-compatible server: ask in its terms, answer in Ollama's.
         reply_as = OllamaReply(kind, model, stream, legacy_embed=request.path == "/api/embeddings")
         url = upstream.openai_base() + openai_path(kind)
-        return await _run_request(request, kind, body, upstream, url, stream, reply_as)
-    return await _run_request(request, kind, body, upstream, upstream.root() + request.path, stream)
+        return await _run_request(request, gw, kind, body, upstream, url, stream, reply_as)
+    return await _run_request(request, gw, kind, body, upstream, upstream.root() + request.path, stream)
 
 
-async def _run_request(request: web.Request, kind: str, body: dict[str, Any], upstream: Upstream,
-                       url: str, stream: bool, reply_as: OllamaReply | None = None) -> web.StreamResponse:  # fmt: skip
-    gw = _gw(request)
+async def _run_request(request: web.Request, gw: Gateway, kind: str, body: dict[str, Any],
+                       upstream: Upstream, url: str, stream: bool,
+                       reply_as: OllamaReply | None = None) -> web.StreamResponse:  # fmt: skip
     priority = parse_priority(body, request.headers.get(PRIORITY_HEADER))
     model = body["model"]
     asked = requested_ctx(body)
@@ -285,12 +290,11 @@ async def _run_request(request: web.Request, kind: str, body: dict[str, Any], up
                 timeout=gw.timeout, idle_timeout=gw.idle_timeout, retries=gw.retries,
                 backoff=gw.backoff, raw=raw)  # fmt: skip
     runner = UpstreamRunner(gw.session(), call, reply, on_start=gw.note_started)
-    return await _serve_job(request, job, runner, reply, reply_as, stream)
+    return await _serve_job(request, gw, job, runner, reply, reply_as, stream)
 
 
-async def _serve_job(request: web.Request, job: Job, runner: Any, reply: Reply,
+async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, reply: Reply,
                      reply_as: OllamaReply | None, stream: bool) -> web.StreamResponse:  # fmt: skip
-    gw = _gw(request)
     scheduler = gw.owner.scheduler
     response: web.StreamResponse | None = None
     job_header = {"X-Twolane-Job": job.id}

@@ -34,6 +34,8 @@ GB = gates.GB
 ERROR_TTL = 30.0
 # A gate reading older than this many intervals is taken again before deciding.
 STALE_INTERVALS = 5
+# Job states as event data spells them (an enum's .value costs a lookup per event).
+_QUEUED, _RUNNING, _SUCCEEDED = JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEEDED.value
 
 
 def model_dirs(cfg: Any) -> list[str]:
@@ -143,8 +145,12 @@ class SignalsExtension:
         self.sampler: Sampler
         self.predictor: Predictor
         self._watch: asyncio.Task[None] | None = None
-        self._requests: asyncio.Task[None] | None = None
+        self._requests: events.Listener | None = None
+        self._breaches: set[asyncio.Task[None]] = set()  # latency violations being recorded
         self._forced_seen: set[tuple[str, int]] = set()
+        # gate_now's verdicts for the sample they were read from (see gate_now).
+        self._verdicts_of: dict[str, Any] | None = None
+        self._verdicts_now: dict[tuple[Any, ...], tuple[Prediction | None, bool]] = {}
         self.latency = LatencyWatch(self.limits.latency_factor)
 
     # ---- life cycle ---------------------------------------------------------------------
@@ -177,17 +183,21 @@ class SignalsExtension:
         self.sampler.start()
         sub = owner.bus.subscribe({events.JOB}, where=_forced_local_start)
         self._watch = asyncio.create_task(self._watch_jobs(sub), name="twolane-signals-jobs")
-        requests = owner.bus.subscribe({events.JOB}, where=_gateway_request)
-        self._requests = asyncio.create_task(self._watch_requests(requests),
-                                             name="twolane-signals-latency")  # fmt: skip
+        # A listener, not a task fed by a queue: two events per request, each a few dict
+        # reads; only a breach (rare) needs a task, to record its violation.
+        self._requests = owner.bus.listen({events.JOB}, self._on_request, where=_gateway_request)
 
     async def stop(self) -> None:
-        for task in (self._watch, self._requests):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._watch = self._requests = None
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
+        if self._breaches:
+            await asyncio.gather(*self._breaches, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if hasattr(self, "sampler"):
             await self.sampler.stop()
 
@@ -229,23 +239,45 @@ class SignalsExtension:
     def gate_now(self, job: Job) -> bool:
         """The gate from what is at hand (a recent sample, a prediction already made):
         True only when ``job`` may start now. False leaves it to ``gate``, which reads
-        what is missing (and asks Ollama whether a model that does not fit is loaded)."""
+        what is missing (and asks Ollama whether a model that does not fit is loaded).
+
+        The verdicts are pure in their inputs, so each is kept until the next sample:
+        keyed by the declared model, the prediction's answer, the disk the job needs and
+        the running jobs' process groups (the heavy-process gate leaves those out)."""
         sample = self._recent_sample()
         if sample is None:
             return False
         declared = job_model(job)
-        fit: Fit | None = None
+        pred: Prediction | None = None
         error = None
         if declared is not None:
             hit = self.predictor.cached(*declared)
             if hit is None:
                 return False
             pred, error = hit
-            if pred is not None:
-                fit = self._fit(pred, sample)
-                if not fit.fits:
-                    return False
-        return gates.held_reason(self._verdicts(sample, job, declared, fit, error, False)) is None
+        disk = job_disk_need(job, self.config, self.thresholds)
+        pgids = self._job_pgids()
+        if sample is not self._verdicts_of:
+            self._verdicts_of = sample
+            self._verdicts_now.clear()
+        key = (declared, error, tuple(disk.items()), tuple(pgids))
+        kept = self._verdicts_now.get(key)
+        if kept is not None and kept[0] is pred:
+            return kept[1]
+        verdict = self._gate_now(sample, job, declared, pred, error, disk, pgids)
+        self._verdicts_now[key] = (pred, verdict)
+        return verdict
+
+    def _gate_now(self, sample: dict[str, Any], job: Job, declared: Declared | None,
+                  pred: Prediction | None, error: str | None, disk: dict[str, float],
+                  pgids: list[int]) -> bool:  # fmt: skip
+        fit: Fit | None = None
+        if pred is not None:
+            fit = self._fit(pred, sample)
+            if not fit.fits:
+                return False
+        results = self._verdicts(sample, job, declared, fit, error, False, disk, pgids)
+        return gates.held_reason(results) is None
 
     def _fit(self, pred: Prediction, sample: dict[str, Any]) -> Fit:
         return fits(pred, sample["mem_available"], int(self.thresholds.memory_headroom_gb * GB))
@@ -253,13 +285,15 @@ class SignalsExtension:
     def _verdicts(
         self, sample: dict[str, Any], job: Job | None, declared: Declared | None,
         fit: Fit | None, error: str | None, loaded: bool,
+        disk: dict[str, float] | None = None, pgids: list[int] | None = None,
     ) -> list[gates.GateResult]:  # fmt: skip
+        if disk is None and job is not None:
+            disk = job_disk_need(job, self.config, self.thresholds)
         return gates.evaluate(
             sample, self.sampler.history(gates.SWAP_GROWTH_WINDOW), self.thresholds,
-            disk_need=job_disk_need(job, self.config, self.thresholds) if job else None,
-            model=declared[0] if declared else None, fit=fit, model_error=error,
-            model_loaded=loaded,
-            exclude_pgids=self._job_pgids(),
+            disk_need=disk, model=declared[0] if declared else None, fit=fit,
+            model_error=error, model_loaded=loaded,
+            exclude_pgids=self._job_pgids() if pgids is None else pgids,
         )  # fmt: skip
 
     async def download_fits(self, size: int) -> str | None:
@@ -319,7 +353,7 @@ class SignalsExtension:
             while True:
                 data = (await sub.get()).data
                 if not (data.get("force") and data.get("lane") == "local"
-                        and data.get("state") == JobState.RUNNING.value):  # fmt: skip
+                        and data.get("state") == _RUNNING):  # fmt: skip
                     continue
                 key = (data["id"], int(data.get("attempts") or 0))
                 if key in self._forced_seen:
@@ -334,30 +368,32 @@ class SignalsExtension:
                 except Exception:
                     log.exception("recording a forced gate failed")
 
-    async def _watch_requests(self, sub: Any) -> None:
-        """Gateway requests starting and ending feed the ``latency_p95`` rule."""
-        lagged = 0
-        with sub:
-            while True:
-                data = (await sub.get()).data
-                if sub.lagged != lagged:  # starts or ends were dropped: overlaps unknown
-                    lagged = sub.lagged
-                    self.latency.forget_running()
-                try:
-                    breach = self._request_event(data)
-                    if breach is not None:
-                        await self.observe_latency(breach.p95_ms, breach.baseline_ms,
-                                                   breach.job_ids, breach.source)  # fmt: skip
-                except Exception:
-                    log.exception("latency bookkeeping failed")
+    def _on_request(self, event: events.Event) -> None:
+        """Gateway requests starting and ending feed the ``latency_p95`` rule (a bus
+        listener: called as each event is published, so none is ever dropped)."""
+        try:
+            breach = self._request_event(event.data)
+        except Exception:
+            log.exception("latency bookkeeping failed")
+            return
+        if breach is not None:
+            task = asyncio.get_running_loop().create_task(self._record_breach(breach))
+            self._breaches.add(task)
+            task.add_done_callback(self._breaches.discard)
+
+    async def _record_breach(self, breach: Any) -> None:
+        try:
+            await self.observe_latency(breach.p95_ms, breach.baseline_ms, breach.job_ids, breach.source)
+        except Exception:
+            log.exception("recording a latency_p95 violation failed")
 
     def _request_event(self, data: dict[str, Any]) -> Any:
         extra = data["spec"]["extra"]
         upstream = str(extra["upstream"])
-        if data["state"] == JobState.RUNNING.value:
+        if data["state"] == _RUNNING:
             self.latency.started(data["id"], upstream)
             return None
-        took = data["meta"].get("duration_ms") if data["state"] == JobState.SUCCEEDED.value else None
+        took = data["meta"].get("duration_ms") if data["state"] == _SUCCEEDED else None
         key = (upstream, str(extra.get("model") or ""), str(data["kind"]))
         return self.latency.ended(data["id"], key, float(took) if _finite(took) else None)
 
@@ -374,15 +410,15 @@ class SignalsExtension:
 def _forced_local_start(event: events.Event) -> bool:
     """What ``_watch_jobs`` records: a forced local job starting (other events never wake it)."""
     data = event.data
-    return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == JobState.RUNNING.value
+    return bool(data.get("force")) and data.get("lane") == "local" and data.get("state") == _RUNNING
 
 
 def _gateway_request(event: events.Event) -> bool:
-    """What ``_watch_requests`` follows: gateway requests (they name their upstream)
+    """What ``_on_request`` follows: gateway requests (they name their upstream)
     starting or ending; pulls are downloads, not requests."""
     data = event.data
     return (bool((data.get("spec") or {}).get("extra", {}).get("upstream")) and data.get("kind") != "pull"
-            and data.get("state") != JobState.QUEUED.value)  # fmt: skip
+            and data.get("state") != _QUEUED)  # fmt: skip
 
 
 def _check_declared(job: Job) -> Declared | None:
