@@ -68,37 +68,55 @@ def turn_quota(state: PolicyState, lane: Lane) -> int:
     return state.cap(lane)
 
 
+_IDLE = Turn()
+
+
 def decide(state: PolicyState) -> Decision:
     """Which lane may start one job now, and the turn that follows."""
     if state.cross_mix:
         return _decide_mixed(state)
-
+    # Written out per lane (no views looked up by lane, no lists): the scheduler asks at
+    # least twice per job. tests/core/test_policy.py checks it against the plain version.
+    local, remote = state.local, state.remote
     turn = state.turn
-    lane, started = turn.lane, turn.started
-    busy = [candidate for candidate in LANES if state.view(candidate).running > 0]
-    if len(busy) == 2:
-        # Only possible right after cross-mix was switched off: wait until one lane drains.
-        return Decision(None, turn)
-    if busy and lane is not busy[0]:
-        # The lane that is running owns the turn; what it runs counts as started.
-        lane, started = busy[0], state.view(busy[0]).running
+    lane, started = turn
+    if local.running:
+        if remote.running:
+            # Only possible right after cross-mix was switched off: wait until one drains.
+            return Decision(None, turn)
+        if lane is not Lane.LOCAL:  # the lane that is running owns the turn
+            lane, started = Lane.LOCAL, local.running
+    elif remote.running and lane is not Lane.REMOTE:
+        lane, started = Lane.REMOTE, remote.running
 
+    local_wants = local.queued > 0 and not local.paused and not local.held
+    remote_wants = remote.queued > 0 and not remote.paused and not remote.held
     if lane is None:
-        lane = next((c for c in LANES if state.view(c).wants), None)
-        if lane is None:
-            return Decision(None, Turn())
+        if local_wants:
+            lane = Lane.LOCAL
+        elif remote_wants:
+            lane = Lane.REMOTE
+        else:
+            return Decision(None, _IDLE)
         started = 0
 
-    mine, theirs = state.view(lane), state.view(lane.other)
-    turn_over = not mine.wants or (theirs.wants and started >= turn_quota(state, lane))
-    if turn_over:
+    if lane is Lane.LOCAL:
+        mine, mine_wants, theirs_wants, cap = local, local_wants, remote_wants, 1
+    else:
+        mine, mine_wants, theirs_wants = remote, remote_wants, local_wants
+        cap = max(1, state.concurrency)
+    if not mine_wants or (theirs_wants and started >= cap):  # the turn is over
         if mine.running > 0:
             return Decision(None, Turn(lane, started))  # drain before handing over
-        if not theirs.wants:
-            return Decision(None, Turn())  # nothing anywhere may start: idle
-        lane, started, mine = lane.other, 0, theirs
+        if not theirs_wants:
+            return Decision(None, _IDLE)  # nothing anywhere may start: idle
+        if lane is Lane.LOCAL:
+            lane, mine, cap = Lane.REMOTE, remote, max(1, state.concurrency)
+        else:
+            lane, mine, cap = Lane.LOCAL, local, 1
+        started = 0
 
-    if mine.running < state.cap(lane):
+    if mine.running < cap:
         return Decision(lane, Turn(lane, started + 1))
     return Decision(None, Turn(lane, started))
 

@@ -256,7 +256,7 @@ class Scheduler:
         self._insert(job)
         self._publish_job(job)
         self._kick_if_startable()
-        if self._running_in(job.lane):  # it may be next in a busy lane
+        if job.kind == "shell" and self._running_in(job.lane):  # it may be next in a busy lane
             asyncio.get_running_loop().call_soon(self._prepare_logs, job.lane)
         return job
 

@@ -9,10 +9,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from console.core.models import Job, JobSpec, JobState, Lane, new_job_id
+
+
+def _encoder() -> Callable[[Any], str]:
+    """``json.dumps`` with its default settings, its C encoder made once instead of at
+    every call (a third to a half of the cost of a job's spec or meta; three per gateway
+    request)."""
+    from json.encoder import JSONEncoder, c_make_encoder, encode_basestring_ascii
+
+    if c_make_encoder is None:  # no C accelerator: the plain function
+        return json.dumps
+    # The arguments JSONEncoder.iterencode passes for json.dumps's defaults, without the
+    # circular-reference check (a job's spec and meta are plain data).
+    encode = c_make_encoder(None, JSONEncoder().default, encode_basestring_ascii, None,
+                            ": ", ", ", False, False, True)  # fmt: skip
+    return lambda obj: "".join(encode(obj, 0))
+
+
+dumps = _encoder()
 
 # Each entry migrates from version i to i+1. Never edit a shipped entry: append.
 MIGRATIONS: list[str] = [
@@ -146,10 +165,10 @@ def row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
 def job_params(job: Job) -> tuple[Any, ...]:
     return (
         job.id, job.seq, job.name, str(job.lane), job.kind, job.priority, str(job.state),
-        json.dumps(job.spec.to_dict()), job.retries, int(job.retry_on_interrupt),
+        dumps(job.spec.to_dict()), job.retries, int(job.retry_on_interrupt),
         int(job.force), job.attempts, job.created_at, job.started_at, job.finished_at,
         job.exit_code, job.error, job.log_path, job.held_reason, job.pid, job.pid_start,
-        json.dumps(job.meta),
+        dumps(job.meta),
     )  # fmt: skip
 
 
@@ -172,7 +191,7 @@ def save_params(job: Job) -> tuple[Any, ...]:
         job.seq, job.priority, str(job.state), job.retries, int(job.retry_on_interrupt),
         int(job.force), job.attempts, job.started_at, job.finished_at, job.exit_code,
         job.error, job.log_path, job.held_reason, job.pid, job.pid_start,
-        json.dumps(job.meta) if job.meta else "{}", job.id,
+        dumps(job.meta) if job.meta else "{}", job.id,
     )  # fmt: skip
 
 
@@ -199,7 +218,7 @@ def pid_params(job: Job) -> tuple[Any, ...]:
 
 
 def end_params(job: Job) -> tuple[Any, ...]:
-    meta = json.dumps(job.meta) if job.meta else "{}"
+    meta = dumps(job.meta) if job.meta else "{}"
     return (str(job.state), job.finished_at, job.exit_code, job.error, job.pid, job.pid_start,
             meta, job.id)  # fmt: skip
 
