@@ -124,6 +124,28 @@ def wal_frames(home: Path) -> int:
         db.close()
 
 
+async def checkpoint_started(store: Store, monkeypatch, blocked: int):  # type: ignore[no-untyped-def]
+    """A job and the writes that start a checkpoint (every 5 writes), its first
+    ``blocked`` copies held in their thread; waits until the first copy runs."""
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
+    held = BlockedCheckpoints(store, blocked)
+    job = jobs.new_job(["true"], lane="local", now=1.0)
+    await store.add_job(job)
+    for i in range(4):
+        job.priority = i
+        await store.save_job(job)
+    if blocked:
+        await until(held.entered[0].is_set, what="the checkpoint copying")
+    return job, held
+
+
+async def catch_up_started(store: Store, job, held: BlockedCheckpoints) -> None:  # type: ignore[no-untyped-def]
+    """A write while the first copy runs, then that copy let go: the catch-up copy runs."""
+    await store.save_job(job)
+    held.release[0].set()
+    await until(held.entered[1].is_set, what="the catch-up copy")
+
+
 async def write_now(store: Store, job) -> bool:  # type: ignore[no-untyped-def]
     """Whether a write lands at once (in its first step), not held behind anything."""
     write = asyncio.create_task(store.save_job(job))
@@ -139,14 +161,7 @@ async def test_writes_go_on_while_the_wal_is_copied_and_wait_only_for_the_rest(
     """The checkpoint copies the WAL on a connection of its own while the loop's writes
     go on (holding them for the whole copy was the gateway's p99 from 4 clients up);
     only the copy of what they committed meanwhile holds writes, so the WAL starts over."""
-    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
-    blocked = BlockedCheckpoints(store, 2)
-    job = jobs.new_job(["true"], lane="local", now=1.0)
-    await store.add_job(job)
-    for i in range(4):
-        job.priority = i
-        await store.save_job(job)
-    await until(blocked.entered[0].is_set, what="the checkpoint copying")
+    job, blocked = await checkpoint_started(store, monkeypatch, 2)
     for i in range(20):
         job.priority = 10 + i
         assert await write_now(store, job), f"write {i} waited for the checkpoint"
@@ -173,17 +188,8 @@ async def test_writes_held_behind_the_catch_up_land_in_order_and_fail_alone(
 ):  # fmt: skip
     """The writes made during the catch-up copy land together once it is done, in the
     order they were made; one that fails fails alone."""
-    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
-    blocked = BlockedCheckpoints(store, 2)
-    job = jobs.new_job(["true"], lane="local", now=1.0)
-    await store.add_job(job)
-    for i in range(4):
-        job.priority = i
-        await store.save_job(job)
-    await until(blocked.entered[0].is_set, what="the checkpoint copying")
-    await store.save_job(job)  # made meanwhile: the catch-up copy follows
-    blocked.release[0].set()
-    await until(blocked.entered[1].is_set, what="the catch-up copy")
+    job, blocked = await checkpoint_started(store, monkeypatch, 2)
+    await catch_up_started(store, job, blocked)
     other = jobs.new_job(["true"], lane="remote", now=2.0)
     made = []
     for priority in (40, 41):
@@ -210,17 +216,8 @@ async def test_held_writes_wait_in_order_for_a_lock_another_process_took(
 ):  # fmt: skip
     """If another process holds the write lock when the catch-up copy ends, the held
     writes wait for it off the loop, in order, and writes made after them queue behind."""
-    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
-    blocked = BlockedCheckpoints(store, 2)
-    job = jobs.new_job(["true"], lane="local", now=1.0)
-    await store.add_job(job)
-    for i in range(4):
-        job.priority = i
-        await store.save_job(job)
-    await until(blocked.entered[0].is_set, what="the checkpoint copying")
-    await store.save_job(job)
-    blocked.release[0].set()
-    await until(blocked.entered[1].is_set, what="the catch-up copy")
+    job, blocked = await checkpoint_started(store, monkeypatch, 2)
+    await catch_up_started(store, job, blocked)
     job.priority = 50
     first = asyncio.create_task(store.save_job(job))
     await asyncio.sleep(0)
@@ -250,13 +247,7 @@ async def test_held_writes_wait_in_order_for_a_lock_another_process_took(
 
 
 async def test_a_checkpoint_with_no_writes_meanwhile_holds_none(store: Store, home: Path, monkeypatch):
-    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 5)
-    blocked = BlockedCheckpoints(store, 0)
-    job = jobs.new_job(["true"], lane="local", now=1.0)
-    await store.add_job(job)
-    for i in range(4):
-        job.priority = i
-        await store.save_job(job)
+    job, blocked = await checkpoint_started(store, monkeypatch, 0)
     await until(lambda: store._checkpointing is None, what="checkpoint done")
     assert blocked.calls == 1
     assert await write_now(store, job)
