@@ -84,6 +84,25 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
         )
 
 
+async def _until_done(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a worker thread, on the writer connection. A cancelled caller
+    still waits for the thread to finish (the write lands; the writer is the thread's
+    until then, so no other write may start on it), then hears of the cancel."""
+    running = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(running)
+            break
+        except asyncio.CancelledError:
+            if running.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
 class Store:
     """One connection to the database. Methods commit before returning."""
 
@@ -186,7 +205,7 @@ class Store:
         self._slow_writes += 1
         try:
             async with self._slow_lock:
-                return await asyncio.to_thread(self._run_waiting, writes)
+                return await _until_done(self._run_waiting, writes)
         finally:
             self._slow_writes -= 1
 
@@ -258,7 +277,7 @@ class Store:
                 self._slow_writes += 1
                 try:
                     async with self._slow_lock:
-                        results = await asyncio.to_thread(self._run_waiting, writes, self._execute_each)
+                        results = await _until_done(self._run_waiting, writes, self._execute_each)
                 except Exception as exc:
                     results = [exc] * len(held)
                 finally:

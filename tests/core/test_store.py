@@ -420,3 +420,41 @@ async def test_a_new_job_whose_id_is_taken_is_stored_under_a_new_one(store: Stor
     assert direct.id not in (first.id, twin.id)
     assert (await store.get_job(direct.id)).spec.argv == ["echo", "direct"]
     assert direct.seq > twin.seq > first.seq
+
+
+async def test_a_write_whose_caller_is_cancelled_keeps_the_writer_until_it_lands(store: Store, home: Path):
+    """A write waiting for another process's lock runs in a worker thread on the writer
+    connection. Its caller cancelled, it still lands, and no later write starts on that
+    connection before it has (two threads on one connection)."""
+    job = jobs.new_job(["true"], lane="local", now=1.0)
+    await store.add_job(job)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        job.priority = 1
+        first = asyncio.create_task(store.save_job(job))
+        await until(lambda: store._slow_writes == 1, what="the write waiting for the lock")
+        await asyncio.sleep(0.05)  # in the worker thread, waiting on the connection
+        first.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not first.done() and store._slow_writes == 1  # the thread still has the writer
+        job.priority = 2
+        second = asyncio.create_task(store.save_job(job))
+        await asyncio.sleep(0)
+        assert not second.done()
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await second
+        assert (await store.get_job(job.id)).priority == 2  # landed in the order made
+        assert store._slow_writes == 0
+        assert await store.integrity_check() == "ok"
+    finally:
+        holder.kill()
+        holder.wait()
