@@ -4,10 +4,12 @@ the loop, writes land in the order they were made, the WAL is checkpointed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,28 @@ print("locked", flush=True)
 sys.stdin.readline()
 db.execute("COMMIT")
 """
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(home: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the database's write lock until the function it yields is
+    called (or the block ends)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+
+        def release() -> None:
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+
+        yield release
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture
@@ -53,12 +77,7 @@ async def test_write_round_trip_keeps_every_field(store: Store):
 async def test_a_lock_held_by_another_process_never_blocks_the_loop(store: Store, home: Path):
     job = jobs.new_job(["true"], lane="local", now=1.0)
     await store.add_job(job)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(home) as release:
         # Three writes while the lock is held: they must wait, in order, off the loop.
         async with LoopTicks() as ticks:
             writes = []
@@ -68,9 +87,7 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(store: Store
                 await asyncio.sleep(0)  # each write captures its own fields
             await until(lambda: ticks.count >= 20, what="the loop ticking while the lock is held")
             assert not any(w.done() for w in writes)
-            assert holder.stdin is not None
-            holder.stdin.write("\n")
-            holder.stdin.flush()
+            release()
             await asyncio.gather(*writes)
         assert (await store.get_job(job.id)).priority == 3  # the last write won
         # Once the slow writes have landed, writes take the fast path again.
@@ -78,9 +95,6 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(store: Store
         await store.save_job(job)
         assert store._slow_writes == 0
         assert (await store.get_job(job.id)).priority == 9
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 async def test_other_processes_writes_change_data_version_ours_do_not(store: Store, home: Path):
@@ -221,12 +235,7 @@ async def test_held_writes_wait_in_order_for_a_lock_another_process_took(
     job.priority = 50
     first = asyncio.create_task(store.save_job(job))
     await asyncio.sleep(0)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(home) as release:
         async with LoopTicks() as ticks:
             blocked.release[1].set()
             await until(lambda: store._held is None and store._slow_writes >= 1,
@@ -235,15 +244,10 @@ async def test_held_writes_wait_in_order_for_a_lock_another_process_took(
             second = asyncio.create_task(store.save_job(job))
             await until(lambda: ticks.count >= 20, what="the loop ticking while the lock is held")
             assert not first.done() and not second.done()
-            assert holder.stdin is not None
-            holder.stdin.write("\n")
-            holder.stdin.flush()
+            release()
             await asyncio.gather(first, second)
         assert (await store.get_job(job.id)).priority == 51
         assert store._slow_writes == 0
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 async def test_a_checkpoint_with_no_writes_meanwhile_holds_none(store: Store, home: Path, monkeypatch):
@@ -428,12 +432,7 @@ async def test_a_write_whose_caller_is_cancelled_keeps_the_writer_until_it_lands
     connection before it has (two threads on one connection)."""
     job = jobs.new_job(["true"], lane="local", now=1.0)
     await store.add_job(job)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(paths.db_path(home))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(home) as release:
         job.priority = 1
         first = asyncio.create_task(store.save_job(job))
         await until(lambda: store._slow_writes == 1, what="the write waiting for the lock")
@@ -446,15 +445,10 @@ async def test_a_write_whose_caller_is_cancelled_keeps_the_writer_until_it_lands
         second = asyncio.create_task(store.save_job(job))
         await asyncio.sleep(0)
         assert not second.done()
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        release()
         with pytest.raises(asyncio.CancelledError):
             await first
         await second
         assert (await store.get_job(job.id)).priority == 2  # landed in the order made
         assert store._slow_writes == 0
         assert await store.integrity_check() == "ok"
-    finally:
-        holder.kill()
-        holder.wait()
