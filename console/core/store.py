@@ -64,8 +64,11 @@ log = logging.getLogger(__name__)
 Write = tuple[str, Any]
 
 CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
-# The WAL file is cut back to this size when it starts over after a burst of writes.
-WAL_SIZE_LIMIT = 4 << 20
+# The WAL file is cut back to this size when it starts over after a burst of writes (a
+# reader that kept checkpoints from finishing). Well above what CHECKPOINT_EVERY writes
+# fill (~6 MiB of gateway requests): cutting the file back is an ftruncate on the loop
+# thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
+WAL_SIZE_LIMIT = 32 << 20
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

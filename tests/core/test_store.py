@@ -292,6 +292,35 @@ async def test_the_wal_starts_over_after_each_checkpoint_under_writes_that_never
         await store.close()
 
 
+async def test_at_a_steady_pace_the_wal_file_is_overwritten_never_cut_back(home: Path):
+    """Jobs added, started and ended back to back at the shipped checkpoint pace: the WAL
+    starts over after each checkpoint and its file keeps its size. Cutting it back (an
+    ftruncate on the loop thread) held the loop 3-4 ms at every checkpoint."""
+    paths.ensure_home(home)
+    store = await Store.open(paths.db_path(home))
+    try:
+        wal = Path(str(paths.db_path(home)) + "-wal")
+        first = wal_restarts(home)
+        prev = jobs.new_job([], lane="local", kind="chat", now=1.0, meta={"model": "m"})
+        await store.add_job(prev)
+        sizes = []
+        for i in range(3 * store_mod.CHECKPOINT_EVERY // 2):  # a gateway request's writes
+            job = jobs.new_job([], lane="local", kind="chat", now=2.0 + i, meta={"model": "m"})
+            await store.add_job(job)
+            prev.state, prev.finished_at = JobState.SUCCEEDED, 2.5 + i
+            job.state, job.attempts, job.started_at = JobState.RUNNING, 1, 2.5 + i
+            await store.commit(store.ending(prev), store.starting(job))
+            sizes.append(wal.stat().st_size)
+            prev = job
+            await asyncio.sleep(0)
+        await until(lambda: store._checkpointing is None, what="checkpoint done")
+        assert wal_restarts(home) - first >= 2  # it did start over
+        assert sizes == sorted(sizes)  # and was never cut back
+        assert await store.integrity_check() == "ok"
+    finally:
+        await store.close()
+
+
 async def test_the_wal_file_is_cut_back_when_it_starts_over(home: Path, monkeypatch):
     """A reader that keeps the WAL from starting over lets it grow; once it is gone the
     WAL starts over and its file is cut back to WAL_SIZE_LIMIT."""
