@@ -17,7 +17,7 @@ from typing import Any
 
 from console.core import events, jobs, paths
 from console.core.clock import Clock, SystemClock
-from console.core.eager import run_eagerly
+from console.core.eager import run_eagerly, start_task
 from console.core.errors import Conflict, UserError
 from console.core.models import Job, JobState, Lane, Severity, Violation
 from console.core.policy import LaneView, PolicyState, Turn, decide
@@ -128,6 +128,7 @@ class Scheduler:
         # Jobs whose runner has returned and whose end is being recorded: never cancelled
         # (a cancel there would cut the recording short), so no task hop shields them.
         self._finishing: set[str] = set()
+        self._eager = False  # a job task's first step is running in start_task
         self._pid_writes: dict[str, asyncio.TimerHandle] = {}  # started, pid not written yet
 
     # ---- life cycle --------------------------------------------------------------------
@@ -557,8 +558,19 @@ class Scheduler:
         if slot.cancelled() and self._running.get(job.id, (job, None))[1] is slot:
             await asyncio.shield(self._finish(job, self._cancelled_outcome(job)))
         elif job.id in self._running:
-            task = asyncio.create_task(self._run(job, stored=True), name=f"twolane-job-{job.id}")
-            self._running[job.id] = (job, task)
+            run, name = self._run(job, stored=True), f"twolane-job-{job.id}"
+            if self._eager:  # a job started by one that ended in its first step
+                self._running[job.id] = (job, asyncio.create_task(run, name=name))
+                return
+            # Its first step (the upstream request, the spawn) runs now, ahead of what
+            # else the loop has ready; a job that ends in it has left ``_running``.
+            self._eager = True
+            try:
+                task = start_task(run, name)
+            finally:
+                self._eager = False
+            if self._running.get(job.id, (None, None))[1] is slot:
+                self._running[job.id] = (job, task)
 
     def _hand_off(self) -> Job | None:
         """While an ending job's row is being written: the job the policy starts next, if

@@ -1,13 +1,17 @@
 """``run_eagerly``: a coroutine that does not wait finishes in the caller's step; one that
-waits goes on in a task, as it would have in its own."""
+waits goes on in a task, as it would have in its own. ``start_task``: a task whose first
+step ran before it was returned, as that task (current task, context, timeouts)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import pytest
 
-from console.core.eager import run_eagerly
+from console.core.eager import run_eagerly, start_task
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="caller")
 
 
 async def quick(value: int) -> int:
@@ -63,6 +67,77 @@ async def test_cancelling_the_task_cancels_what_the_coroutine_waits_for() -> Non
     gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     seen: list[str] = []
     done, task = run_eagerly(waiting(gate, seen))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gate.cancelled()
+    assert seen == ["before", "cancelled"]
+
+
+async def test_a_started_task_has_run_its_first_step_when_it_is_returned() -> None:
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+    task = start_task(waiting(gate, seen), name="eager")
+    assert seen == ["before"] and not task.done() and task.get_name() == "eager"
+    gate.set_result(1)
+    assert await task == 2
+    assert seen == ["before", "after"]
+
+
+async def test_its_first_step_runs_as_the_task_in_its_own_context() -> None:
+    caller = asyncio.current_task()
+    inside: list[object] = []
+
+    async def first_step() -> str:
+        inside.append(asyncio.current_task())
+        WHO.set("task")
+        await asyncio.sleep(0)
+        inside.append(asyncio.current_task())
+        return WHO.get()
+
+    task = start_task(first_step())
+    assert inside == [task]  # not the caller's task
+    assert asyncio.current_task() is caller  # the caller is current again
+    assert WHO.get() == "caller"  # what the step set stays in the task's context
+    assert await task == "task"
+    assert inside == [task, task]
+
+
+async def test_a_timeout_entered_in_the_first_step_cancels_that_task_only() -> None:
+    async def slow() -> str:
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(10)
+        return "not reached"
+
+    task = start_task(slow())
+    with pytest.raises(TimeoutError):
+        await task
+    await asyncio.sleep(0.02)  # the caller was never cancelled
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_a_task_that_ends_in_its_first_step_has_its_result_or_exception() -> None:
+    assert await start_task(quick(21)) == 42
+    with pytest.raises(ValueError, match="no"):
+        await start_task(failing())
+
+
+async def test_cancelled_before_its_own_first_step_the_coroutine_hears_it_where_it_waits() -> None:
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+    task = start_task(waiting(gate, seen))
+    task.cancel()  # the task's own first step has not run yet
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gate.cancelled()
+    assert seen == ["before", "cancelled"]
+
+
+async def test_cancelled_once_waiting_in_the_task() -> None:
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen: list[str] = []
+    task = start_task(waiting(gate, seen))
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -178,3 +178,60 @@ async def test_a_job_queued_behind_a_busy_lane_wakes_no_dispatch_round(owner: Ow
     first.release.set()
     for job in [*later, blocked, mixed]:
         assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED
+
+
+class Held:
+    """A runner that waits until released, then leaves a callback ready on the loop as
+    it returns."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.release = asyncio.Event()
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        await self.release.wait()
+        asyncio.get_running_loop().call_soon(self.order.append, "what the loop had ready")
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+
+
+class Instant:
+    """A runner that ends in its first step, never waiting."""
+
+    def __init__(self, order: list[str], name: str) -> None:
+        self.order, self.name = order, name
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        self.order.append(self.name)
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+
+
+async def test_a_job_handed_the_lane_starts_ahead_of_what_else_the_loop_has_ready(owner: Owner) -> None:
+    # The next request goes upstream in the step that ended the one before, not after
+    # the replies, new requests and events queued meanwhile.
+    order: list[str] = []
+    first = Held(order)
+    await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
+    nxt = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=Instant(order, "next job"))
+    assert nxt.state is JobState.QUEUED
+    first.release.set()
+    assert (await owner.scheduler.wait_done(nxt.id)).state is JobState.SUCCEEDED
+    await asyncio.sleep(0)
+    assert order == ["next job", "what the loop had ready"]
+
+
+async def test_jobs_that_end_in_their_first_step_hand_the_lane_on_without_nesting(owner: Owner) -> None:
+    # Each one ends while it is being started: started eagerly in turn, 2,000 would nest
+    # 2,000 deep.
+    order: list[str] = []
+    first = Held(order)
+    await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
+    queued = [
+        await owner.scheduler.submit(request_job(Lane.LOCAL), runner=Instant(order, str(i)))
+        for i in range(2000)
+    ]
+    first.release.set()
+    waits = [owner.scheduler.wait_done(job.id) for job in queued]
+    ended = await asyncio.wait_for(asyncio.gather(*waits), 120)  # a lost hand-off hangs
+    assert {job.state for job in ended} == {JobState.SUCCEEDED}
+    assert [o for o in order if o.isdigit()] == [str(i) for i in range(2000)]
+    assert owner.scheduler.status()["local"]["running"] == 0
