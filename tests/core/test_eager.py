@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -63,16 +65,24 @@ async def test_an_exception_after_the_wait_reaches_the_task() -> None:
         await task
 
 
-async def test_cancelling_the_task_cancels_what_the_coroutine_waits_for() -> None:
+async def cancel_while_waiting(start: Callable[[Coroutine[Any, Any, int]], asyncio.Future[int]],
+                               turns: int) -> None:  # fmt: skip
+    """``waiting`` started by ``start``, cancelled after ``turns`` turns of the loop: the
+    coroutine hears it where it waits, and the future it waits for is cancelled."""
     gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     seen: list[str] = []
-    done, task = run_eagerly(waiting(gate, seen))
-    await asyncio.sleep(0)
+    task = start(waiting(gate, seen))
+    for _ in range(turns):
+        await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert gate.cancelled()
     assert seen == ["before", "cancelled"]
+
+
+async def test_cancelling_the_task_cancels_what_the_coroutine_waits_for() -> None:
+    await cancel_while_waiting(lambda coro: run_eagerly(coro)[1], turns=1)
 
 
 async def test_a_started_task_has_run_its_first_step_when_it_is_returned() -> None:
@@ -123,24 +133,6 @@ async def test_a_task_that_ends_in_its_first_step_has_its_result_or_exception() 
         await start_task(failing())
 
 
-async def test_cancelled_before_its_own_first_step_the_coroutine_hears_it_where_it_waits() -> None:
-    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    seen: list[str] = []
-    task = start_task(waiting(gate, seen))
-    task.cancel()  # the task's own first step has not run yet
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert gate.cancelled()
-    assert seen == ["before", "cancelled"]
-
-
-async def test_cancelled_once_waiting_in_the_task() -> None:
-    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    seen: list[str] = []
-    task = start_task(waiting(gate, seen))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert gate.cancelled()
-    assert seen == ["before", "cancelled"]
+@pytest.mark.parametrize("turns", [0, 1], ids=["before its own first step", "once waiting"])
+async def test_a_cancelled_task_cancels_what_its_coroutine_waits_for(turns: int) -> None:
+    await cancel_while_waiting(start_task, turns)  # 0: its own first step has not run yet
