@@ -30,6 +30,7 @@ from console.core.runners.chat import (
     Reply,
     UpstreamError,
     UpstreamRunner,
+    loads,
     upstream_headers,
 )
 from console.core.upstreams import Upstream, requested_ctx, route, served_patterns
@@ -174,7 +175,7 @@ def parse_priority(body: dict[str, Any], header: str | None) -> int:
 async def read_json(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise GatewayError(400, "the request body must be JSON") from None
     if not isinstance(data, dict):
