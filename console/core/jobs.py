@@ -109,6 +109,18 @@ def new_job(
     )
 
 
+def in_process_job(lane: Lane, kind: str, name: str, priority: int, extra: dict[str, Any],
+                   meta: dict[str, Any], now: float) -> Job:  # fmt: skip
+    """``new_job([], ...)`` for a job the owner runs in-process (a gateway request):
+    the same job, at half the cost (one is built per gateway request). ``priority`` must be
+    checked already (``check_priority``); ``extra`` and ``meta`` become the job's own."""
+    name = name.strip()
+    if len(name) > 200:
+        raise UserError("name is longer than 200 characters; pass a shorter --name")
+    return Job(id=new_job_id(), name=name, lane=lane, kind=kind, spec=JobSpec(extra=extra),
+               priority=priority, created_at=now, meta=meta)  # fmt: skip
+
+
 def _default_name(spec: JobSpec) -> str:
     text = spec.display()
     return text if len(text) <= 60 else text[:57] + "..."

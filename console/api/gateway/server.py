@@ -282,8 +282,8 @@ async def _run_request(request: web.Request, gw: Gateway, kind: str, body: dict[
         extra["ctx"] = meta["num_ctx"]  # the memory gate predicts the footprint at this size
     if gw.store_prompts:
         extra["body"] = forward
-    job = jobs.new_job([], lane=upstream.lane, kind=kind, name=f"{kind} {model}", priority=priority,
-                       extra=extra, meta=meta, now=gw.owner.scheduler.clock.now())  # fmt: skip
+    job = jobs.in_process_job(upstream.lane, kind, f"{kind} {model}", priority, extra, meta,
+                              gw.owner.scheduler.clock.now())  # fmt: skip
     reply = Reply()
     # Unchanged bodies go upstream as the client's bytes (already read: no second read).
     raw = None if changed else await request.read()
