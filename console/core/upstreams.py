@@ -110,6 +110,8 @@ def served_patterns(upstreams: list[Upstream]) -> list[str]:
 def requested_ctx(body: dict[str, Any]) -> int | None:
     """The context size a request asks for: ``options.num_ctx`` (Ollama) or the body
     extensions ``num_ctx`` / ``numCtx``. Non-positive or non-integer values are ignored."""
+    if "options" not in body and "num_ctx" not in body and "numCtx" not in body:
+        return None  # most requests ask for nothing: no lists built for them
     options = body.get("options")
     candidates = [
         options.get("num_ctx") if isinstance(options, dict) else None,

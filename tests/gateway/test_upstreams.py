@@ -103,6 +103,8 @@ def test_requested_ctx_reads_options_and_body_extensions() -> None:
     assert requested_ctx({"num_ctx": 2048, "numCtx": 8192}) == 8192
     assert requested_ctx({"options": {"num_ctx": "big"}, "numCtx": True}) is None
     assert requested_ctx({"options": [1]}) is None
+    assert requested_ctx({"model": "m", "messages": []}) is None
+    assert requested_ctx({"model": "m", "options": {"temperature": 0}, "numCtx": 512}) == 512
 
 
 def test_context_never_shrinks_and_is_capped() -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 HIGH_PRIORITY = 10  # what `"priority": true` means
 PRIORITY_HEADER = "X-Twolane-Priority"
-_EXTENSIONS = ("priority", "num_ctx", "numCtx")  # body fields the gateway consumes
+_EXTENSIONS = frozenset({"priority", "num_ctx", "numCtx"})  # body fields the gateway consumes
 _CORS_HEADERS = "Authorization, Content-Type, X-Twolane-Priority, OpenAI-Organization, OpenAI-Project"
 _LIST_TIMEOUT = 5.0
 
@@ -245,8 +245,10 @@ async def _run_request(request: web.Request, gw: Gateway, kind: str, body: dict[
     priority = parse_priority(body, request.headers.get(PRIORITY_HEADER))
     model = body["model"]
     asked = requested_ctx(body)
-    forward = {k: v for k, v in body.items() if k not in _EXTENSIONS}
-    changed = len(forward) != len(body)
+    # The extensions are the gateway's, not the upstream's; a body without any (most)
+    # goes on as it is, not copied (and is copied before anything in it changes).
+    changed = not _EXTENSIONS.isdisjoint(body)
+    forward = {k: v for k, v in body.items() if k not in _EXTENSIONS} if changed else body
     meta: dict[str, Any] = {
         "model": model, "upstream": upstream.name, "client": _client(request),
         "api": "openai" if is_openai_path(request.path) else "ollama", "path": request.path,
@@ -263,7 +265,8 @@ async def _run_request(request: web.Request, gw: Gateway, kind: str, body: dict[
         if ctx is not None and upstream.kind == "ollama" and url.startswith(upstream.root() + "/api/"):
             # Identical options on every call: Ollama reloads a model when num_ctx changes.
             options = forward.get("options")
-            forward["options"] = {**(options if isinstance(options, dict) else {}), "num_ctx": ctx}
+            options = {**(options if isinstance(options, dict) else {}), "num_ctx": ctx}
+            forward = {**forward, "options": options}
             changed = True
         if ctx is not None:
             meta["num_ctx"] = ctx
