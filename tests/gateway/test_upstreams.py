@@ -197,3 +197,16 @@ def test_affinity_remembers_the_last_256_starts() -> None:
     assert len(aff._started) == len(aff._started_ids) == 256
     assert starts[-1].id in aff._started_ids and starts[43].id not in aff._started_ids
     assert starts[44].id in aff._started_ids  # the oldest kept
+
+
+def test_a_succeeded_job_event_moves_its_own_lanes_average_run_time() -> None:
+    from console.api.gateway import Gateway
+
+    gw = Gateway(config.load())
+    before = dict(gw._durations)
+    gw._observe({"id": "a", "lane": "remote", "state": "succeeded", "started_at": 10.0, "finished_at": 16.0})
+    assert gw._durations[Lane.REMOTE] == pytest.approx(0.8 * before[Lane.REMOTE] + 0.2 * 6.0)
+    assert gw._durations[Lane.LOCAL] == before[Lane.LOCAL]
+    assert all(type(lane) is Lane for lane in gw._durations)
+    with pytest.raises(ValueError):
+        gw._observe({"id": "b", "lane": "nowhere", "state": "succeeded", "started_at": 1.0, "finished_at": 2.0})

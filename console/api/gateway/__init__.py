@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 PULL_TIMEOUT = 6 * 3600.0
 SHAPE_RETRY = 30.0  # seconds before a model whose shape could not be read is asked again
 ROUTES_KEPT = 1024  # model names whose upstream is kept (Gateway.route)
+# An event's lane name to its Lane: a lookup, where Lane(name) runs Enum's Python-level
+# __call__ (~6k instructions, once per gateway request).
+_LANES = {str(lane): lane for lane in Lane}
 
 
 @functools.lru_cache(maxsize=256)  # asked for every request's Host header
@@ -255,7 +258,8 @@ class Gateway:
             self._observe(data)
 
     def _observe(self, data: dict[str, Any]) -> None:
-        lane = Lane(data.get("lane", "local"))
+        name = data.get("lane", "local")
+        lane = _LANES.get(name) or Lane(name)  # Lane(): the error for a name not a lane
         if data.get("state") == JobState.RUNNING and lane is Lane.LOCAL:
             job = next((j for j in self.owner.scheduler.running() if j.id == data["id"]), None)
             if job is not None:
