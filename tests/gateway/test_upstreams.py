@@ -210,3 +210,21 @@ def test_a_succeeded_job_event_moves_its_own_lanes_average_run_time() -> None:
     assert all(type(lane) is Lane for lane in gw._durations)
     with pytest.raises(ValueError):
         gw._observe({"id": "b", "lane": "nowhere", "state": "succeeded", "started_at": 1.0, "finished_at": 2.0})
+
+
+def test_upstream_headers_are_json_plus_the_key_read_at_each_call(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from console.core.runners.chat import upstream_headers
+
+    plain, keyed = parse_upstreams([
+        {"name": "box", "base_url": "http://127.0.0.1:9"},
+        {"name": "cloud", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key_env": "TL_TEST_KEY"},
+    ])  # fmt: skip
+    monkeypatch.delenv("TL_TEST_KEY", raising=False)
+    assert dict(upstream_headers(plain)) == {"Content-Type": "application/json"}
+    assert dict(upstream_headers(keyed)) == {"Content-Type": "application/json"}
+    monkeypatch.setenv("TL_TEST_KEY", "k1")
+    assert dict(upstream_headers(keyed)) == {"Content-Type": "application/json", "Authorization": "Bearer k1"}
+    monkeypatch.setenv("TL_TEST_KEY", "k2")
+    assert upstream_headers(keyed)["authorization"] == "Bearer k2"
+    with pytest.raises(TypeError):  # one copy serves every keyless call: nobody may change it
+        upstream_headers(plain)["X-Extra"] = "1"  # type: ignore[index]
