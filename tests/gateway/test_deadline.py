@@ -88,3 +88,17 @@ async def test_an_error_raised_inside_is_kept(limit: Limit) -> None:
 
     with pytest.raises(KeyError):
         await asyncio.create_task(body())
+
+
+@KINDS
+async def test_a_cancel_caught_before_the_block_does_not_hide_the_timeout(limit: Limit) -> None:
+    # The task already heard (and swallowed) a cancel: its count is 1 on entry.
+    async def body() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.current_task().cancel()  # type: ignore[union-attr]
+            await asyncio.sleep(10)
+        async with limit(0.05):
+            await asyncio.sleep(10)
+
+    with pytest.raises(TimeoutError):
+        await asyncio.create_task(body())
