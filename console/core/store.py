@@ -18,7 +18,7 @@ second checkpoint with writes held behind it (they wait in order, off the loop: 
 two fsyncs, 2-10 ms, where holding them for the whole copy cost 20+ ms), so the next
 write starts the WAL over from its head and the file is overwritten in place instead of
 growing. That second copy waits for a moment with no write (``QUIET``), so no write
-waits for it; only writes that never pause are held, every ``CATCH_UP_AFTER`` writes. Reads, some of them large, stay on aiosqlite's thread.
+waits for it; writes that do not pause are held once ``QUIET_WRITES`` more are made. Reads, some of them large, stay on aiosqlite's thread.
 """
 
 from __future__ import annotations
@@ -66,13 +66,14 @@ Write = tuple[str, Any]
 
 CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~6 MiB of gateway requests)
 # The catch-up copy (writes held behind it) waits for a moment with no write for QUIET
-# seconds, so nothing waits for it; unless writes never paused for CATCH_UP_AFTER writes
-# since the checkpoint began: then the WAL is copied again and the rest with writes held.
+# seconds, so nothing waits for it; unless QUIET_WRITES writes come first: then it holds
+# them. (A longer wait, and a second big copy off the loop before the hold, stalled the
+# loop's own writes 30+ ms at 16 clients while the disk took the copy.)
 QUIET = 0.005
-CATCH_UP_AFTER = 3 * CHECKPOINT_EVERY
+QUIET_WRITES = 100
 # The WAL file is cut back to this size when it starts over after a burst of writes (a
-# reader that kept checkpoints from finishing). Well above what CATCH_UP_AFTER writes
-# fill (~20 MiB of gateway requests): cutting the file back is an ftruncate on the loop
+# reader that kept checkpoints from finishing). Well above what a checkpoint's writes
+# fill (~8 MiB of gateway requests): cutting the file back is an ftruncate on the loop
 # thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
 WAL_SIZE_LIMIT = 64 << 20
 
@@ -128,6 +129,7 @@ class Store:
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None  # used in worker threads only
         self._quiet: asyncio.Future[None] | None = None  # ends a checkpoint's quiet wait
+        self._quiet_until = 0  # the write that ends it, if no quiet moment came first
         self.wal_left = 0  # frames the last checkpoint could not copy (a reader needs them)
         # Writes made during a checkpoint's catch-up copy, with their callers' futures.
         self._held: list[tuple[Sequence[Write], asyncio.Future[Any]]] | None = None
@@ -175,11 +177,11 @@ class Store:
     def _run(self, writes: Sequence[Write]) -> Any:
         row = self._execute(writes)
         self._since_checkpoint += 1
-        if self._since_checkpoint >= CHECKPOINT_EVERY:
-            if self._checkpointing is None:
-                self._start_checkpoint()
-            elif self._since_checkpoint >= CATCH_UP_AFTER:
-                self._end_quiet_wait()
+        if self._quiet is not None:
+            if self._since_checkpoint >= self._quiet_until:
+                self._end_quiet_wait()  # writes do not pause: hold them for the catch-up
+        elif self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+            self._start_checkpoint()
         return row
 
     def _execute(self, writes: Sequence[Write]) -> Any:
@@ -253,10 +255,7 @@ class Store:
             await self._copy_wal()
             if not (self.wal_left or self._since_checkpoint) or self._closing:
                 return
-            if not await self._quiet_moment():
-                if self._closing:
-                    return
-                await self._copy_wal()  # writes never paused: most of it off the loop again
+            await self._quiet_moment()
             if not self._closing:
                 await self._copy_rest()
         except sqlite3.Error as exc:  # a reader kept it from finishing: next time
@@ -265,8 +264,9 @@ class Store:
             self._checkpointing = None
 
     async def _quiet_moment(self) -> bool:
-        """Wait until no write has been made for ``QUIET`` seconds (True), or until the
-        ``CATCH_UP_AFTER``-th write since the checkpoint began, or closing (False)."""
+        """Wait until no write has been made for ``QUIET`` seconds (True), or until
+        ``QUIET_WRITES`` more writes have been made, or closing (False)."""
+        self._quiet_until = self._since_checkpoint + QUIET_WRITES
         ended = self._quiet = asyncio.get_running_loop().create_future()
         try:
             while not ended.done():

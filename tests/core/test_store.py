@@ -269,11 +269,11 @@ def wal_restarts(home: Path) -> int:
 
 
 async def test_the_wal_starts_over_even_under_writes_that_never_pause(home: Path, monkeypatch):
-    """Writes one after the other, never a quiet moment: every CATCH_UP_AFTER writes the
-    catch-up copy goes ahead with writes held, so the WAL still starts over and its file
-    is overwritten in place instead of growing."""
+    """Writes one after the other, never a quiet moment: QUIET_WRITES writes after the
+    first copy the catch-up copy goes ahead with writes held, so the WAL still starts
+    over and its file is overwritten in place instead of growing."""
     monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 50)
-    monkeypatch.setattr(store_mod, "CATCH_UP_AFTER", 150)
+    monkeypatch.setattr(store_mod, "QUIET_WRITES", 20)
     monkeypatch.setattr(store_mod, "QUIET", 60.0)  # never quiet for this test
     paths.ensure_home(home)
     store = await Store.open(paths.db_path(home))
@@ -288,7 +288,7 @@ async def test_the_wal_starts_over_even_under_writes_that_never_pause(home: Path
         await until(lambda: store._checkpointing is None or store._quiet is not None,
                     what="the last catch-up done")  # fmt: skip
         await store.save_job(job)
-        assert wal_restarts(home) - first >= 1200 // 400  # one every 150 writes and a copy
+        assert wal_restarts(home) - first >= 1200 // 150  # one every 70 writes and a copy
         assert (await store.get_job(job.id)).meta["i"] == 1199
         assert await store.integrity_check() == "ok"
     finally:
@@ -325,7 +325,7 @@ async def test_at_a_steady_pace_the_wal_file_is_overwritten_never_cut_back(home:
         prev = jobs.new_job([], lane="local", kind="chat", now=1.0, meta={"model": "m"})
         await store.add_job(prev)
         sizes = []
-        for i in range(2 * store_mod.CATCH_UP_AFTER):  # a gateway request's two writes
+        for i in range(2 * store_mod.CHECKPOINT_EVERY):  # a gateway request's two writes
             job = jobs.new_job([], lane="local", kind="chat", now=2.0 + i, meta={"model": "m"})
             await store.add_job(job)
             prev.state, prev.finished_at = JobState.SUCCEEDED, 2.5 + i
