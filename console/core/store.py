@@ -15,10 +15,9 @@ That connection never checkpoints on commit (a checkpoint syncs the disk). Every
 loop goes on writing: a passive checkpoint copies what was committed when it began and
 never takes the write lock. The few writes committed meanwhile are then copied by a
 second checkpoint with writes held behind it (they wait in order, off the loop: about
-two fsyncs, 2-10 ms, where holding them for the whole copy cost 20+ ms), so the next
-write starts the WAL over from its head and the file is overwritten in place instead of
-growing. That second copy waits for a moment with no write (``QUIET``), so no write
-waits for it; writes that do not pause are held once ``QUIET_WRITES`` more are made. Reads, some of them large, stay on aiosqlite's thread.
+two fsyncs, ~1-2 ms here, where holding them for the whole copy cost 20+ ms), so the
+next write starts the WAL over from its head and the file is overwritten in place
+instead of growing. Reads, some of them large, stay on aiosqlite's thread.
 """
 
 from __future__ import annotations
@@ -64,18 +63,12 @@ log = logging.getLogger(__name__)
 # One statement and its parameters, as ``Store.commit`` takes them.
 Write = tuple[str, Any]
 
-CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~6 MiB of gateway requests)
-# The catch-up copy (writes held behind it) waits for a moment with no write for QUIET
-# seconds, so nothing waits for it; unless QUIET_WRITES writes come first: then it holds
-# them. (A longer wait, and a second big copy off the loop before the hold, stalled the
-# loop's own writes 30+ ms at 16 clients while the disk took the copy.)
-QUIET = 0.005
-QUIET_WRITES = 100
+CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
 # The WAL file is cut back to this size when it starts over after a burst of writes (a
-# reader that kept checkpoints from finishing). Well above what a checkpoint's writes
-# fill (~8 MiB of gateway requests): cutting the file back is an ftruncate on the loop
+# reader that kept checkpoints from finishing). Well above what CHECKPOINT_EVERY writes
+# fill (~6 MiB of gateway requests): cutting the file back is an ftruncate on the loop
 # thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
-WAL_SIZE_LIMIT = 64 << 20
+WAL_SIZE_LIMIT = 32 << 20
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
@@ -128,8 +121,6 @@ class Store:
         self._since_checkpoint = 0
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpointer: sqlite3.Connection | None = None  # used in worker threads only
-        self._quiet: asyncio.Future[None] | None = None  # ends a checkpoint's quiet wait
-        self._quiet_until = 0  # the write that ends it, if no quiet moment came first
         self.wal_left = 0  # frames the last checkpoint could not copy (a reader needs them)
         # Writes made during a checkpoint's catch-up copy, with their callers' futures.
         self._held: list[tuple[Sequence[Write], asyncio.Future[Any]]] | None = None
@@ -161,7 +152,6 @@ class Store:
 
     async def close(self) -> None:
         self._closing = True
-        self._end_quiet_wait()
         if self._checkpointing is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpointing
@@ -177,10 +167,7 @@ class Store:
     def _run(self, writes: Sequence[Write]) -> Any:
         row = self._execute(writes)
         self._since_checkpoint += 1
-        if self._quiet is not None:
-            if self._since_checkpoint >= self._quiet_until:
-                self._end_quiet_wait()  # writes do not pause: hold them for the catch-up
-        elif self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
+        if self._since_checkpoint >= CHECKPOINT_EVERY and self._checkpointing is None:
             self._start_checkpoint()
         return row
 
@@ -249,38 +236,16 @@ class Store:
 
     async def _checkpoint(self) -> None:
         """Copy the WAL into the database off the loop thread, on a connection of its
-        own, while writes go on; then, at the first quiet moment, copy what they
-        committed meanwhile with writes held, so the next write starts the WAL over."""
+        own, while writes go on; then copy what they committed meanwhile with writes
+        held, so the next write starts the WAL over."""
         try:
             await self._copy_wal()
-            if not (self.wal_left or self._since_checkpoint) or self._closing:
-                return
-            await self._quiet_moment()
-            if not self._closing:
+            if (self.wal_left or self._since_checkpoint) and not self._closing:
                 await self._copy_rest()
         except sqlite3.Error as exc:  # a reader kept it from finishing: next time
             log.warning("WAL checkpoint of %s: %s", self.path, exc)
         finally:
             self._checkpointing = None
-
-    async def _quiet_moment(self) -> bool:
-        """Wait until no write has been made for ``QUIET`` seconds (True), or until
-        ``QUIET_WRITES`` more writes have been made, or closing (False)."""
-        self._quiet_until = self._since_checkpoint + QUIET_WRITES
-        ended = self._quiet = asyncio.get_running_loop().create_future()
-        try:
-            while not ended.done():
-                seen = self._since_checkpoint
-                await asyncio.wait((ended,), timeout=QUIET)
-                if not ended.done() and self._since_checkpoint == seen:
-                    return True
-            return False
-        finally:
-            self._quiet = None
-
-    def _end_quiet_wait(self) -> None:
-        if self._quiet is not None and not self._quiet.done():
-            self._quiet.set_result(None)
 
     async def _copy_rest(self) -> None:
         """The catch-up copy. Writes made meanwhile are held in memory and land in one

@@ -258,80 +258,59 @@ async def test_a_checkpoint_with_no_writes_meanwhile_holds_none(store: Store, ho
     assert wal_frames(home) < 5
 
 
-def wal_size(home: Path) -> int:
-    return Path(str(paths.db_path(home)) + "-wal").stat().st_size
-
-
 def wal_restarts(home: Path) -> int:
     """How many times the WAL has started over: its header's checkpoint sequence number."""
     with open(str(paths.db_path(home)) + "-wal", "rb") as f:
         return int.from_bytes(f.read(16)[12:16], "big")
 
 
-async def test_the_wal_starts_over_even_under_writes_that_never_pause(home: Path, monkeypatch):
-    """Writes one after the other, never a quiet moment: QUIET_WRITES writes after the
-    first copy the catch-up copy goes ahead with writes held, so the WAL still starts
-    over and its file is overwritten in place instead of growing."""
+async def test_the_wal_starts_over_after_each_checkpoint_under_writes_that_never_pause(
+    home: Path, monkeypatch
+):  # fmt: skip
+    """Writes one after the other, a checkpoint every 50: each checkpoint lets the WAL
+    start over, so its file is overwritten in place instead of growing."""
     monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 50)
-    monkeypatch.setattr(store_mod, "QUIET_WRITES", 20)
-    monkeypatch.setattr(store_mod, "QUIET", 60.0)  # never quiet for this test
     paths.ensure_home(home)
     store = await Store.open(paths.db_path(home))
     try:
         job = jobs.new_job(["true"], lane="local", now=1.0, name="x" * 100)
         await store.add_job(job)
         first = wal_restarts(home)
-        for i in range(1200):
+        checkpoints = 0
+        for i in range(400):
             job.meta = {"pad": "y" * 3000, "i": i}
             await store.save_job(job)
+            checkpoints += store._since_checkpoint == 0  # this write started one
             await asyncio.sleep(0)  # as between a scheduler's writes
-        await until(lambda: store._checkpointing is None or store._quiet is not None,
-                    what="the last catch-up done")  # fmt: skip
+        await until(lambda: store._checkpointing is None, what="checkpoint done")
         await store.save_job(job)
-        assert wal_restarts(home) - first >= 1200 // 150  # one every 70 writes and a copy
-        assert (await store.get_job(job.id)).meta["i"] == 1199
+        assert checkpoints >= 4
+        assert wal_restarts(home) - first >= checkpoints  # each one let it start over
+        assert (await store.get_job(job.id)).meta["i"] == 399
         assert await store.integrity_check() == "ok"
     finally:
         await store.close()
 
 
-async def test_the_catch_up_copy_waits_for_a_moment_with_no_write(store: Store, monkeypatch):
-    """Writes made after the first copy are not held: the copy that holds them begins
-    only once they pause for QUIET seconds."""
-    monkeypatch.setattr(store_mod, "QUIET", 0.5)
-    job, blocked = await checkpoint_started(store, monkeypatch, 2)
-    await store.save_job(job)  # written during the first copy: a catch-up is due
-    blocked.release[0].set()
-    for i in range(15):
-        job.priority = 20 + i
-        assert await write_now(store, job), f"write {i} was held"
-        await asyncio.sleep(0.02)
-    assert not blocked.entered[1].is_set()
-    await until(blocked.entered[1].is_set, what="the catch-up once the writes paused")
-    blocked.release[1].set()
-    await until(lambda: store._checkpointing is None, what="checkpoint done")
-    assert await write_now(store, job)
-    assert await store.integrity_check() == "ok"
-
-
 async def test_at_a_steady_pace_the_wal_file_is_overwritten_never_cut_back(home: Path):
     """Jobs added, started and ended back to back at the shipped checkpoint pace: the WAL
-    starts over again and again and its file keeps its size. Cutting it back (an
+    starts over after each checkpoint and its file keeps its size. Cutting it back (an
     ftruncate on the loop thread) held the loop 3-4 ms at every checkpoint."""
     paths.ensure_home(home)
     store = await Store.open(paths.db_path(home))
     try:
+        wal = Path(str(paths.db_path(home)) + "-wal")
         first = wal_restarts(home)
         prev = jobs.new_job([], lane="local", kind="chat", now=1.0, meta={"model": "m"})
         await store.add_job(prev)
         sizes = []
-        for i in range(2 * store_mod.CHECKPOINT_EVERY):  # a gateway request's two writes
+        for i in range(3 * store_mod.CHECKPOINT_EVERY // 2):  # a gateway request's writes
             job = jobs.new_job([], lane="local", kind="chat", now=2.0 + i, meta={"model": "m"})
             await store.add_job(job)
             prev.state, prev.finished_at = JobState.SUCCEEDED, 2.5 + i
             job.state, job.attempts, job.started_at = JobState.RUNNING, 1, 2.5 + i
             await store.commit(store.ending(prev), store.starting(job))
-            sizes.append(wal_size(home))
+            sizes.append(wal.stat().st_size)
             prev = job
             await asyncio.sleep(0)
         await until(lambda: store._checkpointing is None, what="checkpoint done")
