@@ -91,9 +91,7 @@ def new_job(
         spec.cwd = cwd
     spec.env = dict(env or {})
     spec.extra = dict(extra or {})
-    name = (name or "").strip() or _default_name(spec)
-    if len(name) > 200:
-        raise UserError("name is longer than 200 characters; pass a shorter --name")
+    name = _checked_name((name or "").strip() or _default_name(spec))
     return Job(
         id=new_job_id(),
         name=name,
@@ -114,11 +112,14 @@ def in_process_job(lane: Lane, kind: str, name: str, priority: int, extra: dict[
     """``new_job([], ...)`` for a job the owner runs in-process (a gateway request):
     the same job, at half the cost (one is built per gateway request). ``priority`` must be
     checked already (``check_priority``); ``extra`` and ``meta`` become the job's own."""
-    name = name.strip()
+    return Job(id=new_job_id(), name=_checked_name(name.strip()), lane=lane, kind=kind, spec=JobSpec(extra=extra),
+               priority=priority, created_at=now, meta=meta)  # fmt: skip
+
+
+def _checked_name(name: str) -> str:
     if len(name) > 200:
         raise UserError("name is longer than 200 characters; pass a shorter --name")
-    return Job(id=new_job_id(), name=name, lane=lane, kind=kind, spec=JobSpec(extra=extra),
-               priority=priority, created_at=now, meta=meta)  # fmt: skip
+    return name
 
 
 def _default_name(spec: JobSpec) -> str:
