@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 # One statement and its parameters, as ``Store.commit`` takes them.
 Write = tuple[str, Any]
 
-CHECKPOINT_EVERY = 500  # writes between passive checkpoints (about 1,000 WAL pages)
+CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~1,500 WAL pages of gateway requests)
 # The WAL file is cut back to this size when it starts over after a burst of writes (a
 # reader that kept checkpoints from finishing). Well above what CHECKPOINT_EVERY writes
 # fill (~6 MiB of gateway requests): cutting the file back is an ftruncate on the loop
