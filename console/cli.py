@@ -362,7 +362,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
             if backend.mode == "direct":
                 from console.client import owner_client
 
-                backend = owner_client(_home()) or backend  # an owner may have started
+                owner = owner_client(_home())  # an owner may have started
+                if owner is not None:
+                    backend.close()  # the direct one's store, its threads with it
+                    backend = owner
     finally:
         backend.close()
     bad = [j for j in final.values() if j["state"] != "succeeded"]
