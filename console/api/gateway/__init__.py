@@ -22,6 +22,7 @@ from console.core.errors import UserError
 from console.core.models import FINISHED_STATES, Job, JobState, Lane
 from console.core.runners.chat import Reply
 from console.core.runners.pull import PullRunner
+from console.core.runners.wire import WireSession
 from console.core.signals import models
 from console.core.signals.predict import GB, MB, ModelShape, largest_fitting_ctx
 from console.core.upstreams import ContextPolicy, Upstream, parse_upstreams, route
@@ -95,6 +96,7 @@ class Gateway:
         self.url: str | None = None
         self.owner: Owner
         self._session: aiohttp.ClientSession | None = None
+        self._wire: WireSession | None = None  # calls to plain-http upstreams
         self._runner: web.AppRunner | None = None
         self._listener: events.Listener | None = None
         self._durations: dict[Lane, float] = {lane: 1.0 for lane in Lane}
@@ -152,6 +154,9 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._wire is not None:
+            await self._wire.close()
+            self._wire = None
 
     def status(self) -> dict[str, Any]:
         """What the console shows about the gateway (also ``GET /health`` on the gateway)."""
@@ -175,6 +180,16 @@ class Gateway:
                 connector=aiohttp.TCPConnector(limit=0, force_close=False),
             )
         return self._session
+
+    def call_session(self, url: str) -> aiohttp.ClientSession | WireSession:
+        """The session a request's upstream call goes through: the lean client for a
+        plain-http upstream (a model server on this machine or the LAN), aiohttp's for
+        https (its TLS)."""
+        if not url.startswith("http://"):
+            return self.session()
+        if self._wire is None or self._wire.closed:
+            self._wire = WireSession()
+        return self._wire
 
     def route(self, model: str) -> Upstream | None:
         """The upstream serving ``model`` (``upstreams.route``), kept per model name: the

@@ -293,7 +293,7 @@ async def _run_request(request: web.Request, gw: Gateway, kind: str, body: dict[
     call = Call(url=url, body=forward, headers=upstream_headers(upstream), stream=stream,
                 timeout=gw.timeout, idle_timeout=gw.idle_timeout, retries=gw.retries,
                 backoff=gw.backoff, raw=raw)  # fmt: skip
-    runner = UpstreamRunner(gw.session(), call, reply, on_start=gw.note_started)
+    runner = UpstreamRunner(gw.call_session(url), call, reply, on_start=gw.note_started)
     return await _serve_job(request, gw, job, runner, reply, reply_as, stream)
 
 

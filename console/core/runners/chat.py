@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from console.core.models import Job, JobState
 from console.core.runners.base import Outcome, RunContext
+from console.core.runners.wire import WireSession
 from console.core.upstreams import Upstream
 
 # Statuses worth another attempt: the server or something between us was in trouble.
@@ -167,7 +168,7 @@ class Reply:
 class UpstreamRunner:
     """Runs one request against its upstream; see the module docstring."""
 
-    def __init__(self, session: aiohttp.ClientSession, call: Call, reply: Reply,
+    def __init__(self, session: aiohttp.ClientSession | WireSession, call: Call, reply: Reply,
                  on_start: Callable[[Job], None] | None = None) -> None:  # fmt: skip
         self.session = session
         self.call = call
