@@ -254,3 +254,25 @@ async def test_a_slow_reader_stops_the_connection_reading_ahead(session: WireSes
         # Bounded: the mark, plus what one read of the socket can bring in past it.
         assert most < (64 << 10) + (256 << 10)
         resp.release()
+
+
+async def test_each_call_carries_its_own_headers(session: WireSession) -> None:
+    """A keyless upstream's headers are one shared object, encoded once; a keyed one's
+    are new each call, and a changed key goes out with the next call."""
+    shared = {"Content-Type": "application/json"}
+    async with Upstream(whole(b"{}")).running() as up:
+        for headers in (shared, shared, {**shared, "Authorization": "Bearer one"},
+                        {**shared, "Authorization": "Bearer two"}, shared):  # fmt: skip
+            resp = await session.post(up.url, b"{}", headers)
+            await resp.read()
+            resp.release()
+        auth = [r.split(b"\r\n\r\n")[0].count(b"Authorization") for r in up.requests]
+        assert auth == [0, 0, 1, 1, 0]
+        assert b"Bearer one" in up.requests[2] and b"Bearer two" in up.requests[3]
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(session: WireSession) -> None:
+    async with Upstream(whole(b"{}")).running() as up:
+        with pytest.raises(ValueError, match="line break"):
+            await session.post(up.url, b"{}", {"Authorization": "Bearer k\r\nX-Evil: 1"})
+        assert up.connections == 0

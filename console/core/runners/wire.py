@@ -33,39 +33,63 @@ HIGH_WATER = 1 << 20
 _Key = tuple[str, int]
 
 
+class _Target:
+    """An upstream URL's address, and the head of a POST to it (headers included)."""
+
+    __slots__ = ("key", "first", "headers", "head")
+
+    def __init__(self, key: _Key, first: bytes) -> None:
+        self.key = key
+        self.first = first
+        self.headers: Mapping[str, str] | None = None
+        self.head = first
+
+
+def _encode(headers: Mapping[str, str]) -> bytes:
+    lines = []
+    for name, value in headers.items():
+        line = f"{name}: {value}"
+        if "\r" in line or "\n" in line:  # one header must not become two (an injected key)
+            raise ValueError(f"header {name!r} holds a line break; fix the value it comes from")
+        lines.append(line + "\r\n")
+    return "".join(lines).encode("latin-1")
+
+
 class WireSession:
     """Pooled keep-alive connections to ``http://`` upstreams; ``post`` is the call."""
 
     def __init__(self) -> None:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._open: set[_Connection] = set()
-        self._targets: dict[str, tuple[_Key, bytes]] = {}
+        self._targets: dict[str, _Target] = {}
         self.closed = False
 
-    def _target(self, url: str) -> tuple[_Key, bytes]:
-        """``url``'s address and the first lines of a POST to it (kept per URL)."""
-        known = self._targets.get(url)
-        if known is None:
+    def _target(self, url: str, headers: Mapping[str, str]) -> _Target:
+        """``url``'s address and the head of a POST to it with ``headers``, kept per URL
+        (a keyless upstream's headers are one shared object: encoded once)."""
+        target = self._targets.get(url)
+        if target is None:
             parts = urlsplit(url)
             if parts.scheme != "http" or not parts.hostname:
                 raise ValueError(f"not a plain http URL: {url!r}")
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             host = parts.netloc.rpartition("@")[2]
-            known = ((parts.hostname, parts.port or 80), f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1"))
+            first = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode("latin-1")
+            target = _Target((parts.hostname, parts.port or 80), first)
             if len(self._targets) < 1024:  # upstream URLs come from config: a handful
-                self._targets[url] = known
-        return known
+                self._targets[url] = target
+        if target.headers is not headers:
+            target.head = target.first + _encode(headers)
+            target.headers = headers
+        return target
 
     async def post(self, url: str, data: bytes, headers: Mapping[str, str]) -> WireResponse:
         """Send the POST; return once the answer's head is in (its body follows)."""
         if self.closed:
             raise aiohttp.ClientConnectionError("the upstream session is closed")
-        key, first = self._target(url)
-        lines = [first]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines.append(b"Content-Length: %d\r\n\r\n" % len(data))
-        request = b"".join(lines) + data
+        target = self._target(url, headers)
+        key = target.key
+        request = b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(data), data)
         idle = self._idle.get(key)
         while idle:  # a pooled connection the upstream closed meanwhile is not used
             conn = idle.pop()
