@@ -44,8 +44,11 @@ class Upstream:
                 if not await self.answer(request, writer):
                     writer.close()
                     return
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError:
             self.ended.append("eof")
+            writer.close()
+        except ConnectionError:
+            self.ended.append("reset")
             writer.close()
 
     @contextlib.asynccontextmanager
@@ -207,7 +210,7 @@ async def test_closing_a_response_aborts_its_connection_at_once(session: WireSes
         resp = await session.post(up.url, b"{}", JSON)
         assert await resp.content.readany()
         resp.close()
-        await until(lambda: up.ended == ["eof"], what="the upstream to see the call go away")
+        await until(lambda: up.ended == ["reset"], what="the upstream to see the call go away")
 
 
 async def test_a_call_cancelled_before_the_answer_drops_its_connection(session: WireSession) -> None:
@@ -276,3 +279,22 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(ses
         with pytest.raises(ValueError, match="line break"):
             await session.post(up.url, b"{}", {"Authorization": "Bearer k\r\nX-Evil: 1"})
         assert up.connections == 0
+
+
+async def test_an_answer_that_ends_the_connection_closes_it(session: WireSession) -> None:
+    """The upstream says ``Connection: close`` and waits for the client to hang up: once
+    the answer is read the connection is closed, never pooled, and the next call opens a
+    new one."""
+
+    async def closing(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        return True  # the server waits for the client to end the connection
+
+    async with Upstream(closing).running() as up:
+        for n in (1, 2):
+            resp = await session.post(up.url, b"{}", JSON)
+            assert await resp.read() == b"{}"
+            resp.release()
+            await until(lambda: len(up.ended) == n, what="the connection to end")
+        assert up.ended == ["eof", "eof"] and up.connections == 2

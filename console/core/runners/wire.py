@@ -284,7 +284,8 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def finish(self) -> None:
-        """The caller is done with the answer: pooled again if it was read to its end."""
+        """The caller is done with the answer: pooled again if it was read to its end and
+        both sides keep it alive, else closed."""
         if self.complete and self.keep_alive and self.usable() and not self.chunks:
             self._answer()
             self.session._reuse(self)
