@@ -52,10 +52,11 @@ class Upstream:
             writer.close()
 
     @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Upstream]:
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+    async def running(self, host: str = "127.0.0.1") -> AsyncIterator[Upstream]:
+        server = await asyncio.start_server(self._serve, host, 0)
         port = server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        where = f"[{host}]" if ":" in host else host
+        self.url = f"http://{where}:{port}/v1/chat/completions"
         try:
             yield self
         finally:
@@ -298,3 +299,15 @@ async def test_an_answer_that_ends_the_connection_closes_it(session: WireSession
             resp.release()
             await until(lambda: len(up.ended) == n, what="the connection to end")
         assert up.ended == ["eof", "eof"] and up.connections == 2
+
+
+async def test_an_ipv6_loopback_upstream(session: WireSession) -> None:
+    try:
+        probe = await asyncio.start_server(lambda r, w: None, "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    probe.close()
+    async with Upstream(whole(b"{}")).running("::1") as up:
+        resp = await session.post(up.url, b"{}", JSON)
+        assert await resp.read() == b"{}"
+        assert b"\r\nHost: [::1]:" in up.requests[0]
