@@ -311,3 +311,40 @@ async def test_an_ipv6_loopback_upstream(session: WireSession) -> None:
         resp = await session.post(up.url, b"{}", JSON)
         assert await resp.read() == b"{}"
         assert b"\r\nHost: [::1]:" in up.requests[0]
+
+
+async def test_a_whole_answer_past_the_high_water_mark_leaves_its_connection_reading(session: WireSession, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A big answer read with read() paused reading on its way; the pooled connection
+    reads again, so the next call's answer arrives (it hung until its deadline)."""
+    monkeypatch.setattr(wire, "HIGH_WATER", 16 << 10)
+    async with Upstream(whole(b"x" * (256 << 10))).running() as up:
+        for _ in range(2):
+            resp = await session.post(up.url, b"{}", JSON)
+            assert len(await asyncio.wait_for(resp.read(), 10)) == 256 << 10
+            resp.release()
+        assert up.connections == 1
+
+
+async def test_an_answer_nobody_asked_for_drops_the_connection(session: WireSession) -> None:
+    """Bytes after a complete answer (or on an idle connection) put the connection out of
+    step: it is dropped, and the next call gets its own answer on a new one."""
+    n = 0
+
+    async def extra(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        nonlocal n
+        n += 1
+        body = b'{"n": %d}' % n
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        if n == 1:
+            writer.write(b"HTTP/1.1 408 X\r\nContent-Length: 0\r\n\r\n")  # a stray answer
+        await writer.drain()
+        return True
+
+    async with Upstream(extra).running() as up:
+        resp = await session.post(up.url, b"{}", JSON)
+        assert await resp.read() == b'{"n": 1}'
+        resp.release()
+        await asyncio.sleep(0.05)
+        resp = await session.post(up.url, b"{}", JSON)
+        assert resp.status == 200 and await resp.read() == b'{"n": 2}'
+        assert up.connections == 2

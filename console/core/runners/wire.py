@@ -52,7 +52,10 @@ def _encode(headers: Mapping[str, str]) -> bytes:
         if "\r" in line or "\n" in line:  # one header must not become two (an injected key)
             raise ValueError(f"header {name!r} holds a line break; fix the value it comes from")
         lines.append(line + "\r\n")
-    return "".join(lines).encode("latin-1")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"a header holds a character HTTP cannot carry: {exc}") from exc
 
 
 class WireSession:
@@ -96,8 +99,12 @@ class WireSession:
             if conn.usable():
                 try:
                     return await conn.send(request)
-                except _Stale:
-                    continue  # it closed as we sent, before any answer: a fresh one
+                except _Stale as exc:
+                    # It closed before any answer (an idle close racing the request): one
+                    # fresh connection, never a second pooled one, never after close().
+                    if self.closed:
+                        raise aiohttp.ServerDisconnectedError() from exc
+                    break
         conn = await self._connect(key)
         try:
             return await conn.send(request)
@@ -146,6 +153,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        self.in_flight = False  # a request was sent and its answer not yet finished with
         self._answer()
 
     def _answer(self) -> None:
@@ -168,6 +176,10 @@ class _Connection(asyncio.Protocol):
         self.session._open.add(self)
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_flight or self.complete:  # an answer nobody asked for: out of step
+            self._fail(aiohttp.ClientPayloadError("the upstream sent bytes no request asked for"))
+            self.abort()
+            return
         self.started = True
         try:
             self.parser.feed_data(data)
@@ -229,6 +241,7 @@ class _Connection(asyncio.Protocol):
 
     async def send(self, request: bytes) -> WireResponse:
         assert self.transport is not None
+        self.in_flight = True
         self.transport.write(request)
         try:
             while self.headers is None:
@@ -269,14 +282,17 @@ class _Connection(asyncio.Protocol):
 
     async def read_all(self) -> bytes:
         while not self.complete:
-            if self._paused and self.transport is not None:  # reading it all: no limit
-                self._paused = False
-                self.transport.resume_reading()
+            self._resume()  # reading it all: no limit
             await self._wait()
         body = b"".join(self.chunks)
         self.chunks.clear()
         self.buffered = 0
         return body
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     def abort(self) -> None:
         self.keep_alive = False
@@ -287,6 +303,8 @@ class _Connection(asyncio.Protocol):
         """The caller is done with the answer: pooled again if it was read to its end and
         both sides keep it alive, else closed."""
         if self.complete and self.keep_alive and self.usable() and not self.chunks:
+            self._resume()  # the last chunks may have paused it: an idle connection reads
+            self.in_flight = False
             self._answer()
             self.session._reuse(self)
         else:
