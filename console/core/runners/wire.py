@@ -254,6 +254,15 @@ class _Connection(asyncio.Protocol):
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
             waiter.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
