@@ -209,6 +209,9 @@ class _Connection(asyncio.Protocol):
         self._fields.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
         self.status = self.parser.get_status_code()
         if self.status < 200:  # 100 Continue and the like: the real answer follows
             self._fields = []
@@ -220,6 +223,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -228,6 +234,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.complete:  # a second answer in the same bytes: out of step, never pooled
+            self.keep_alive = False
+            return
         if self.headers is None:  # the end of an informational answer
             return
         self.complete = True
@@ -254,15 +263,6 @@ class _Connection(asyncio.Protocol):
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
-        if self.complete:  # a second answer in the same bytes: out of step, never pooled
-            self.keep_alive = False
-            return
-        if self.complete:  # a second answer in the same bytes: out of step, never pooled
-            self.keep_alive = False
-            return
-        if self.complete:  # a second answer in the same bytes: out of step, never pooled
-            self.keep_alive = False
-            return
             waiter.set_result(None)
 
     def _fail(self, exc: BaseException) -> None:
