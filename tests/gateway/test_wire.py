@@ -73,6 +73,17 @@ def whole(body: bytes, status: int = 200, keep: bool = True) -> Answer:
     return answer
 
 
+def raw(data: bytes, keep: bool) -> Answer:
+    """Answer with exactly ``data``; ``keep``: leave the connection open after."""
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(data)
+        await writer.drain()
+        return keep
+
+    return answer
+
+
 @pytest.fixture
 async def session() -> AsyncIterator[WireSession]:
     s = WireSession()
@@ -121,11 +132,7 @@ async def test_a_chunked_stream_is_handed_over_as_each_chunk_arrives(session: Wi
 
 
 async def test_an_answer_without_a_length_ends_with_its_connection(session: WireSession) -> None:
-    async def until_close(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it")
-        await writer.drain()
-        return False
-
+    until_close = raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it", keep=False)
     async with Upstream(until_close).running() as up:
         resp = await session.post(up.url, b"{}", JSON)
         assert await resp.read() == b"all of it"
@@ -182,12 +189,7 @@ async def test_an_answer_cut_short_is_a_client_error(session: WireSession) -> No
 
 
 async def test_bytes_that_are_not_http_are_a_client_error(session: WireSession) -> None:
-    async def garbage(request: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        return True
-
-    async with Upstream(garbage).running() as up:
+    async with Upstream(raw(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", keep=True)).running() as up:
         with pytest.raises(aiohttp.ClientPayloadError, match="not valid HTTP"):
             await session.post(up.url, b"{}", JSON)
 
