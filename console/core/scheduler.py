@@ -130,6 +130,8 @@ class Scheduler:
         self._finishing: set[str] = set()
         self._eager = False  # a job task's first step is running in start_task
         self._pid_writes: dict[str, asyncio.TimerHandle] = {}  # started, pid not written yet
+        store.on_renamed = self._renamed
+        store.on_lost = self._unstored
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -240,7 +242,9 @@ class Scheduler:
     async def submit(self, job: Job, runner: Runner | None = None) -> Job:
         """Persist a new job (committed before this returns), then queue it. A job its
         lane would start right away is inserted already ``running`` and started: one
-        write instead of two, and no trip through the dispatch loop."""
+        write instead of two, and no trip through the dispatch loop. A gateway request
+        (``runner`` given) that waits is inserted with the next commit instead
+        (``Store.add_job_soon``): its client's connection, not the disk, keeps it."""
         if runner is None and job.kind not in self.runners:
             raise UserError(f"no runner for job kind '{job.kind}'")
         job.created_at = job.created_at or self.clock.now()
@@ -251,9 +255,11 @@ class Scheduler:
             turn = self._starts_now(job) if await self.gate(job) is None else None
         if turn is not None:
             return await self._start_new(job, runner, turn)
-        await self._add(job)
         if runner is not None:
+            self.store.add_job_soon(job)
             self._ephemeral[job.id] = runner
+        else:
+            await self._add(job)
         self._insert(job)
         self._publish_job(job)
         self._kick_if_startable()
@@ -546,10 +552,31 @@ class Scheduler:
             await self.store.add_job(job)
         finally:
             if job.id != old:
-                for held in (self._running, self._ephemeral, self._end_reason):
-                    if old in held:
-                        held[job.id] = held.pop(old)  # type: ignore[index]
-                self.bus.publish(events.RENAMED, {"old": old, "id": job.id})
+                self._renamed(job, old)
+
+    def _renamed(self, job: Job, old: str) -> None:
+        """``job``'s id was taken when it was stored; it has a new one: what is kept
+        under the old id follows, and subscribers are told."""
+        for held in (self._running, self._ephemeral, self._end_reason, self._done_waiters):
+            if old in held:
+                held[job.id] = held.pop(old)  # type: ignore[index]
+        self.bus.publish(events.RENAMED, {"old": old, "id": job.id})
+
+    def _unstored(self, job: Job, exc: BaseException) -> None:
+        """A gateway request's deferred insert failed: it must not run unrecorded. It
+        ends failed (its client hears why); if it had started, it is stopped."""
+        why = f"could not be stored: {exc}"
+        running = self._running.get(job.id)
+        if running is not None:
+            self._end_reason.setdefault(job.id, (JobState.FAILED, why))
+            running[1].cancel()
+            return
+        if job.state is not JobState.QUEUED:
+            return
+        self._remove_queued(job)
+        job.state, job.finished_at, job.error = JobState.FAILED, self.clock.now(), why
+        self._finished(job)
+        self._publish_lanes()
 
     async def _after_reserved(self, job: Job, slot: asyncio.Future[None]) -> None:
         """``job`` holds its lane slot and its ``running`` row is committed: run it, or,
@@ -780,10 +807,19 @@ class Scheduler:
             kick = nxt.lane is not Lane.LOCAL or self.cross_mix
             loop.call_soon(self._announce_end, job, requeue, kick)
             loop.call_soon(self._prepare_logs, nxt.lane)
+            self._land_next(nxt.lane)
             return
         self._announce_end(job, requeue)
         if nxt is not None:
             await self._after_reserved(nxt, slot)  # records how it ended
+
+    def _land_next(self, lane: Lane) -> None:
+        """If the job next in ``lane`` is a request whose insert still waits, land the
+        waiting inserts now, while the job just started runs: else the commit that starts
+        it carries them, between one upstream call and the next."""
+        queue = self._queued[lane]
+        if queue and self.store.waits(queue[0].id):
+            self.store.land_soon()
 
     def _announce_end(self, job: Job, requeue: bool, kick: bool = True) -> None:
         if not requeue:

@@ -179,11 +179,15 @@ MUTABLE = (
     "pid_start", "meta",
 )  # fmt: skip
 SAVE_SQL = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in MUTABLE)} WHERE id = ?"
+# The tail of the FIFO order: above every stored seq, and at least the second parameter
+# (the owner's store passes the seq after those it drew for inserts not yet landed).
 ADD_SQL = (
     f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES "
-    "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    "(?, (SELECT MAX(COALESCE(MAX(seq), 0) + 1, ?) FROM jobs), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
     " ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq"
 )
+# A job whose seq is already drawn (``Store.add_job_soon``).
+INSERT_SQL = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * (JOB_COLUMNS.count(',') + 1))})"
 
 
 def save_params(job: Job) -> tuple[Any, ...]:
@@ -261,7 +265,7 @@ def add_job_now(path: Path, job: Job, synchronous: str = "normal") -> Job | None
         for attempt in range(ID_TRIES):
             params = job_params(job)
             try:
-                job.seq = int(conn.execute(ADD_SQL, (params[0], *params[2:])).fetchone()[0])
+                job.seq = int(conn.execute(ADD_SQL, (params[0], 1, *params[2:])).fetchone()[0])
                 return job
             except sqlite3.IntegrityError as exc:
                 if attempt == ID_TRIES - 1 or not id_taken(exc, job):

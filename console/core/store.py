@@ -18,6 +18,19 @@ second checkpoint with writes held behind it (they wait in order, off the loop: 
 two fsyncs, ~1-2 ms here, where holding them for the whole copy cost 20+ ms), so the
 next write starts the WAL over from its head and the file is overwritten in place
 instead of growing. Reads, some of them large, stay on aiosqlite's thread.
+
+One kind of write is the exception to "committed before the call returns": a gateway
+request that waits in a busy lane (``add_job_soon``). Its client holds the connection
+open; if the owner dies the client sees it, and a restarted owner could not run the
+request anyway (it marks such rows interrupted). So its insert waits and lands with
+the others that wait, in one transaction: when a commit changes one of them (its start,
+a cancel), when the scheduler asks (``land_soon``: the job next in line is among them,
+so the commit that starts it need not carry them), or ``SOON_DELAY`` later at the latest.
+Inserted one by one they were the largest part of the store's cost per request; a
+batch costs about a third as much per row. Every read through the store lands them
+first, so the store never answers without them. Their seqs are drawn in Python, above
+every seq this store has seen (``data_version`` notices inserts by other processes), so
+a waiting job's place in the queue is known before it is stored.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +55,7 @@ from console.core.schema import (
     BUSY_TIMEOUT_MS,
     END_SQL,
     ID_TRIES,
+    INSERT_SQL,
     JOB_COLUMNS,
     MIGRATIONS,
     PID_SQL,
@@ -69,6 +83,12 @@ CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~1,500 WAL pages o
 # fill (~6 MiB of gateway requests): cutting the file back is an ftruncate on the loop
 # thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
 WAL_SIZE_LIMIT = 32 << 20
+# At most this long between ``add_job_soon`` and the insert's commit when no other commit
+# comes first (in a busy lane one comes within a request's run).
+SOON_DELAY = 0.05
+# Writes that name their job by id in their last parameter: after a deferred insert drew a
+# new id (its old one was taken), the same transaction's later writes follow it.
+_BY_ID = frozenset({SAVE_SQL, START_SQL, PID_SQL, END_SQL})
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
@@ -126,6 +146,17 @@ class Store:
         self._held: list[tuple[Sequence[Write], asyncio.Future[Any]]] | None = None
         self._closing = False
         self._synchronous = synchronous
+        self._soon: dict[str, Job] = {}  # jobs whose insert waits, by id, in order
+        self._soon_timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # timed flushes under way
+        # What a transaction did to deferred inserts, told once it is over (on the loop
+        # thread): a new id drawn (the old one with it), or an insert that failed alone.
+        self._news: list[tuple[Job, str | BaseException]] = []
+        self._new_ids: dict[str, str] = {}  # old id -> new, until the transaction is told
+        self.on_renamed: Callable[[Job, str], None] | None = None
+        self.on_lost: Callable[[Job, BaseException], None] | None = None
+        self._seq = 0  # the highest seq this store has seen or drawn
+        self._version: int | None = None
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "normal") -> Store:
@@ -148,9 +179,17 @@ class Store:
         writer.execute("PRAGMA foreign_keys=ON")
         writer.execute("PRAGMA wal_autocheckpoint=0")
         writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        return cls(conn, writer, path, synchronous)
+        store = cls(conn, writer, path, synchronous)
+        store._seq = store._max_seq()
+        return store
+
+    def _max_seq(self) -> int:
+        return int(self._w.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0])
 
     async def close(self) -> None:
+        await self._flush()
+        if self._flushes:
+            await asyncio.wait(self._flushes)
         self._closing = True
         if self._checkpointing is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -174,13 +213,11 @@ class Store:
     def _execute(self, writes: Sequence[Write]) -> Any:
         """One commit: a lone statement on its own, several inside one transaction."""
         w = self._w
-        if len(writes) == 1:
+        if len(writes) == 1 and writes[0][0] is not INSERT_SQL:
             return w.execute(*writes[0]).fetchone()
         w.execute("BEGIN IMMEDIATE")  # the write lock up front: BUSY here or not at all
         try:
-            row = None
-            for sql, params in writes:
-                row = w.execute(sql, params).fetchone()
+            row = self._statements(writes)
             w.execute("COMMIT")
         except BaseException:
             if w.in_transaction:
@@ -188,29 +225,161 @@ class Store:
             raise
         return row
 
+    def _statements(self, writes: Sequence[Write]) -> Any:
+        """Run ``writes`` inside the open transaction; the first row the last returns. A
+        deferred insert (``INSERT_SQL`` with its job as parameters) draws a new id while
+        its id is taken, and the writes after it follow the new one."""
+        w = self._w
+        row = None
+        for sql, params in writes:
+            if sql is INSERT_SQL:
+                self._insert(params)
+                row = None
+                continue
+            if self._new_ids and sql in _BY_ID and params[-1] in self._new_ids:
+                params = (*params[:-1], self._new_ids[params[-1]])
+            row = w.execute(sql, params).fetchone()
+        return row
+
+    def _insert(self, job: Job) -> None:
+        old = job.id
+        for attempt in range(ID_TRIES):
+            try:
+                self._w.execute(INSERT_SQL, job_params(job))
+                break
+            except sqlite3.IntegrityError as exc:  # only this statement is undone
+                if attempt < ID_TRIES - 1 and id_taken(exc, job):
+                    continue
+                self._news.append((job, exc))  # the others in the transaction still land
+                break
+        if job.id != old:
+            self._news.append((job, old))
+            self._new_ids[old] = job.id  # for the writes after it in this transaction
+
+    def _tell(self) -> None:
+        """Tell the hooks what the last transaction did to deferred inserts."""
+        news, self._news = self._news, []
+        self._new_ids.clear()
+        for job, what in news:
+            hook = self.on_renamed if isinstance(what, str) else self.on_lost
+            if hook is None:
+                continue
+            try:
+                hook(job, what)  # type: ignore[arg-type]
+            except Exception:  # the write landed: a hook's bug must not undo that for its caller
+                log.exception("store hook failed for job %s", job.id)
+
     async def _write(self, sql: str, params: Any = ()) -> Any:
         """Run one write statement, committed on return; the first row it returns."""
         return await self.commit((sql, params))
 
     async def commit(self, *writes: Write) -> Any:
         """Run ``writes`` (statement, parameters) in one transaction, committed on return;
-        the first row the last statement returns."""
+        the first row the last statement returns. When one of them changes a job whose
+        insert waits, every waiting insert goes first, in the same transaction."""
         if self._held is not None:  # a checkpoint's catch-up: they land together after it
+            if self._soon and self._names_soon(writes):  # ahead, in their own savepoint
+                self._hold_soon(self._take_soon())
             landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._held.append((writes, landed))
             return await landed
-        if not self._slow_writes:
-            try:
-                return self._run(writes)
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-        self._slow_writes += 1
+        soon = self._take_soon() if self._soon and self._names_soon(writes) else ()
+        if soon:
+            writes = (*soon, *writes)
+        elif not writes:
+            return None
         try:
-            async with self._slow_lock:
-                return await _until_done(self._run_waiting, writes)
+            if not self._slow_writes:
+                try:
+                    return self._run(writes)
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+            self._slow_writes += 1
+            try:
+                async with self._slow_lock:
+                    return await _until_done(self._run_waiting, writes)
+            finally:
+                self._slow_writes -= 1
+        except sqlite3.Error:
+            if soon:  # rolled back: they go with the next commit (or fail with its flush)
+                self._defer(job for _, job in soon)
+            raise
         finally:
-            self._slow_writes -= 1
+            if self._news:
+                self._tell()
+
+    # ---- deferred inserts (see the module's docstring) --------------------------------
+
+    def add_job_soon(self, job: Job) -> Job:
+        """Queue ``job``'s insert to ride the next commit, landing ``SOON_DELAY`` from now at
+        the latest; its seq is drawn now. For a gateway request waiting in a busy lane
+        only: not on disk when this returns. ``on_renamed`` hears if its id was taken,
+        ``on_lost`` if it could not be stored."""
+        self._seq += 1
+        job.seq = self._seq
+        self._defer((job,))
+        return job
+
+    def _defer(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self._soon[job.id] = job
+        if self._soon_timer is None and self._soon:
+            self._soon_timer = asyncio.get_running_loop().call_later(SOON_DELAY, self._flush_later)
+
+    def waits(self, job_id: str) -> bool:
+        """Whether ``job_id``'s insert has yet to land."""
+        return job_id in self._soon
+
+    def land_soon(self) -> None:
+        """Land the waiting inserts in a moment, not waiting for ``SOON_DELAY``."""
+        if self._soon_timer is not None:
+            self._soon_timer.cancel()
+        self._soon_timer = asyncio.get_running_loop().call_soon(self._flush_later)
+
+    def _names_soon(self, writes: Sequence[Write]) -> bool:
+        """Whether one of ``writes`` changes a job whose insert waits: all waiting
+        inserts then land first, in the same transaction."""
+        soon = self._soon
+        return any(sql in _BY_ID and params[-1] in soon for sql, params in writes)
+
+    def _take_soon(self) -> tuple[Write, ...]:
+        soon, self._soon = self._soon.values(), {}
+        if self._soon_timer is not None:
+            self._soon_timer.cancel()
+            self._soon_timer = None
+        return tuple((INSERT_SQL, job) for job in soon)
+
+    def _hold_soon(self, soon: tuple[Write, ...]) -> None:
+        landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        landed.add_done_callback(lambda f: f.cancelled() or self._lose(soon, f.exception()))
+        assert self._held is not None
+        self._held.append((soon, landed))
+
+    def _lose(self, soon: Sequence[Write], exc: BaseException | None) -> None:
+        """Deferred inserts that could not land: each job's ``on_lost`` hears why."""
+        if exc is None:
+            return
+        log.error("could not store %d waiting gateway requests: %s", len(soon), exc)
+        self._news.extend((job, exc) for _, job in soon)
+        self._tell()
+
+    def _flush_later(self) -> None:
+        self._soon_timer = None
+        if self._soon:
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        """Land the deferred inserts now; those that cannot land are lost."""
+        soon = self._take_soon()
+        if not soon:
+            return
+        try:
+            await self.commit(*soon)
+        except sqlite3.Error as exc:
+            self._lose(soon, exc)
 
     def _run_waiting(self, writes: Sequence[Write], execute: Any = None) -> Any:
         # The loop thread leaves the writer alone while a slow write is pending.
@@ -285,6 +454,7 @@ class Store:
                     results = [exc] * len(held)
                 finally:
                     self._slow_writes -= 1
+        self._tell()
         for (_, landed), result in zip(held, results, strict=True):
             if landed.done():  # its caller went away; the write landed all the same
                 continue
@@ -303,9 +473,7 @@ class Store:
             for writes in batch:
                 w.execute("SAVEPOINT held")
                 try:
-                    row = None
-                    for sql, params in writes:
-                        row = w.execute(sql, params).fetchone()
+                    row = self._statements(writes)
                 except sqlite3.Error as exc:
                     w.execute("ROLLBACK TO held")
                     row = exc
@@ -342,10 +510,15 @@ class Store:
     async def data_version(self) -> int:
         """Changes whenever another connection commits (used to notice direct CLI writes).
 
-        Read on the writing connection, so the store's own writes do not count."""
+        Read on the writing connection, so the store's own writes do not count. When it
+        changed, jobs another process added may hold seqs above those this store drew."""
         async with self._slow_lock:  # the writer is the worker thread's while it waits
             row = self._w.execute("PRAGMA data_version").fetchone()
-        return int(row[0]) if row else 0
+            version = int(row[0]) if row else 0
+            if version != self._version:
+                self._version = version
+                self._seq = max(self._seq, self._max_seq())
+        return version
 
     # ---- jobs -------------------------------------------------------------------------
 
@@ -354,13 +527,19 @@ class Store:
         for attempt in range(ID_TRIES):
             params = job_params(job)
             try:
-                row = await self._write(ADD_SQL, (params[0], *params[2:]))
+                row = await self._write(ADD_SQL, (params[0], self._seq + 1, *params[2:]))
                 break
             except sqlite3.IntegrityError as exc:  # its random id is taken: a new one
                 if attempt == ID_TRIES - 1 or not id_taken(exc, job):
                     raise
         job.seq = int(row[0])
+        self._seq = max(self._seq, job.seq)
         return job
+
+    async def _landed(self) -> None:
+        """Before a read: the deferred inserts land, so no read answers without them."""
+        if self._soon:
+            await self._flush()
 
     async def save_job(self, job: Job) -> None:
         """Write every field a job's life changes (its spec and identity never change)."""
@@ -391,6 +570,7 @@ class Store:
 
     async def get_job(self, ref: str) -> Job:
         """A job by id, or by a unique id prefix (at least 2 characters)."""
+        await self._landed()
         ref = ref.strip().lower()
         async with self._db.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (ref,)
@@ -417,6 +597,7 @@ class Store:
         limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Job]:
+        await self._landed()
         where, params = [], []
         if states:
             states = list(states)
@@ -436,10 +617,12 @@ class Store:
         return [row_to_job(r) for r in rows]
 
     async def count_jobs(self) -> dict[str, int]:
+        await self._landed()
         async with self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state") as cur:
             return {str(s): int(n) for s, n in await cur.fetchall()}
 
     async def min_seq(self, lane: Lane) -> int:
+        await self._landed()
         async with self._db.execute(
             "SELECT COALESCE(MIN(seq), 1) FROM jobs WHERE lane = ? AND state = 'queued'",
             (str(lane),),
@@ -448,13 +631,17 @@ class Store:
         return int(row[0]) if row else 1
 
     async def next_seq(self) -> int:
+        """A seq above every job's, for a job that goes to the back of the queue."""
+        await self._landed()
         async with self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs") as cur:
             row = await cur.fetchone()
-        return int(row[0]) if row else 1
+        self._seq = max(self._seq + 1, int(row[0]) if row else 1)
+        return self._seq
 
     # ---- attempts ---------------------------------------------------------------------
 
     async def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        await self._landed()
         async with self._db.execute(ATTEMPTS_SQL, {"id": job_id}) as cur:
             rows = await cur.fetchall()
         keys = ("n", "started_at", "finished_at", "state", "exit_code", "error", "pid")

@@ -223,7 +223,7 @@ def test_output_into_a_closed_pipe_ends_quietly(twolane, home: Path):
     with db:  # enough rows that `ls` is still writing when `head` is gone
         for i in range(3000):
             params = job_params(jobs.new_job(["true"], name=f"job {i}", now=1.0))
-            db.execute(ADD_SQL, (params[0], *params[2:]))
+            db.execute(ADD_SQL, (params[0], 1, *params[2:]))
     db.close()
     result = subprocess.run(
         f"{sys.executable} -m console ls | head -1", shell=True, capture_output=True, text=True,

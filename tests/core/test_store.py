@@ -413,7 +413,7 @@ async def test_a_version_2_database_keeps_its_attempt_rows(home: Path):
     db.execute("PRAGMA user_version=2")
     job = jobs.new_job(["true"])
     job.state, job.attempts, job.started_at, job.seq = JobState.RUNNING, 1, 1.0, 1
-    db.execute(schema.ADD_SQL, (job.id, *schema.job_params(job)[2:]))
+    db.execute(schema.ADD_SQL, (job.id, 1, *schema.job_params(job)[2:]))
     job.state, job.finished_at, job.exit_code = JobState.FAILED, 2.0, 3
     db.execute(schema.SAVE_SQL, schema.save_params(job))  # the v2 trigger writes attempt 1
     assert db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 1
@@ -481,3 +481,186 @@ async def test_a_write_whose_caller_is_cancelled_keeps_the_writer_until_it_lands
         assert (await store.get_job(job.id)).priority == 2  # landed in the order made
         assert store._slow_writes == 0
         assert await store.integrity_check() == "ok"
+
+
+# ---- deferred inserts: a gateway request waiting in a busy lane ------------------------
+
+
+def stored_ids(home: Path) -> set[str]:
+    """The job ids another connection sees committed."""
+    db = sqlite3.connect(paths.db_path(home), isolation_level=None)
+    try:
+        return {r[0] for r in db.execute("SELECT id FROM jobs")}
+    finally:
+        db.close()
+
+
+def request(now: float = 1.0):  # type: ignore[no-untyped-def]
+    return jobs.in_process_job(Lane.LOCAL, "chat", "chat m", 0, {"model": "m"}, {"client": "x"}, now)
+
+
+async def test_a_deferred_insert_rides_the_next_commit_in_one_transaction(store: Store, home: Path):
+    running = request()
+    await store.add_job(running)
+    waiting = store.add_job_soon(request(2.0))
+    assert waiting.seq == running.seq + 1  # its place is known before it is stored
+    assert waiting.id not in stored_ids(home)
+    statements: list[str] = []
+    store._w.set_trace_callback(statements.append)
+    running.state, running.finished_at = JobState.SUCCEEDED, 3.0
+    waiting.state, waiting.attempts, waiting.started_at = JobState.RUNNING, 1, 3.0
+    await store.commit(store.ending(running), store.starting(waiting))
+    store._w.set_trace_callback(None)
+    kinds = [s.split()[0] for s in statements if not s.startswith("--")]  # not trigger bodies
+    assert kinds[0] == "BEGIN" and kinds[-1] == "COMMIT" and kinds.count("COMMIT") == 1
+    assert kinds[1:-1].count("INSERT") == 1 and kinds[1:-1].count("UPDATE") >= 2  # one commit for all
+    got = await store.get_job(waiting.id)
+    assert (got.state, got.seq, got.attempts) == (JobState.RUNNING, waiting.seq, 1)
+
+
+async def test_waiting_inserts_wait_for_a_commit_that_changes_one_then_land_together(
+    store: Store, home: Path
+):  # fmt: skip
+    waiting = [store.add_job_soon(request()) for _ in range(3)]
+    other = await store.add_job(request())  # changes none of them: they go on waiting
+    other.priority = 5
+    await store.save_job(other)
+    assert stored_ids(home) == {other.id}
+    statements: list[str] = []
+    store._w.set_trace_callback(statements.append)
+    waiting[1].priority = 7
+    await store.save_job(waiting[1])
+    store._w.set_trace_callback(None)
+    kinds = [s.split()[0] for s in statements if not s.startswith("--")]
+    assert kinds[0] == "BEGIN" and kinds[-1] == "COMMIT" and kinds.count("COMMIT") == 1
+    assert kinds[1:4] == ["INSERT"] * 3 and set(kinds[4:-1]) == {"UPDATE"}  # one transaction
+    assert stored_ids(home) == {other.id, *(j.id for j in waiting)}
+    assert (await store.get_job(waiting[1].id)).priority == 7
+
+
+async def test_land_soon_lands_the_waiting_inserts_in_a_moment(store: Store, home: Path):
+    waiting = store.add_job_soon(request())
+    store.land_soon()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert waiting.id in stored_ids(home)  # not SOON_DELAY later
+
+
+async def test_a_deferred_insert_lands_on_its_own_soon_when_no_commit_comes(store: Store, home: Path):
+    waiting = store.add_job_soon(request())
+    assert waiting.id not in stored_ids(home)
+    await until(lambda: waiting.id in stored_ids(home), what="the deferred insert landing")
+    assert not store._soon
+
+
+async def test_every_read_through_the_store_sees_a_deferred_insert(store: Store):
+    reads = [
+        lambda job: store.get_job(job.id),
+        lambda job: store.list_jobs([JobState.QUEUED]),
+        lambda job: store.count_jobs(),
+        lambda job: store.attempts(job.id),
+        lambda job: store.min_seq(Lane.LOCAL),
+    ]
+    for read in reads:
+        job = store.add_job_soon(request())
+        await read(job)
+        assert not store._soon
+    assert len(await store.list_jobs([JobState.QUEUED])) == len(reads)
+    assert await store.min_seq(Lane.LOCAL) == 1
+
+
+async def test_seqs_stay_in_order_across_deferred_immediate_and_other_processes_inserts(
+    store: Store, home: Path
+):  # fmt: skip
+    from console.core import schema
+
+    first = await store.add_job(request())
+    deferred = store.add_job_soon(request())
+    after = await store.add_job(request())  # behind it, though it has not landed
+    assert deferred.id not in stored_ids(home)
+    assert first.seq < deferred.seq < after.seq
+    elsewhere = schema.add_job_now(paths.db_path(home), request())
+    assert elsewhere is not None and elsewhere.seq > after.seq
+    await store.data_version()  # how the owner notices another process's writes
+    later = store.add_job_soon(request())
+    assert later.seq > elsewhere.seq
+    retried = await store.next_seq()
+    assert retried > later.seq  # the retry goes behind the deferred one, not beside it
+    assert (await store.get_job(later.id)).seq == later.seq
+
+
+async def test_a_deferred_insert_whose_id_is_taken_gets_a_new_one_that_later_writes_follow(
+    store: Store, home: Path
+):  # fmt: skip
+    renamed: list[tuple[str, str]] = []
+    store.on_renamed = lambda job, old: renamed.append((old, job.id))
+    first = await store.add_job(request())
+    twin = request()
+    twin.id = first.id
+    store.add_job_soon(twin)
+    twin.state, twin.attempts, twin.started_at = JobState.RUNNING, 1, 2.0
+    await store.commit(store.starting(twin))  # built under the taken id
+    assert renamed == [(first.id, twin.id)] and twin.id != first.id
+    assert (await store.get_job(twin.id)).state is JobState.RUNNING
+    assert (await store.get_job(first.id)).state is JobState.QUEUED  # the old row untouched
+
+
+async def test_a_deferred_insert_that_fails_alone_is_lost_and_the_rest_land(store: Store, home: Path):
+    lost: list[tuple[str, str]] = []
+    store.on_lost = lambda job, exc: lost.append((job.id, type(exc).__name__))
+
+    class Nowhere:
+        def __str__(self) -> str:
+            return "nowhere"  # the lane column's CHECK refuses it
+
+    bad = request()
+    bad.lane = Nowhere()  # type: ignore[assignment]
+    store.add_job_soon(bad)
+    good = store.add_job_soon(request())
+    await store.list_jobs()  # a read lands them
+    assert lost == [(bad.id, "IntegrityError")]
+    assert stored_ids(home) == {good.id}
+
+
+async def test_deferred_inserts_outlive_a_failed_commit_and_are_lost_only_when_they_cannot_land(
+    store: Store, home: Path
+):  # fmt: skip
+    lost: list[str] = []
+    store.on_lost = lambda job, exc: lost.append(job.id)
+    waiting = store.add_job_soon(request())
+    with pytest.raises(sqlite3.OperationalError):  # a commit that carries it, and fails
+        await store.commit(store.saving(waiting), ("INSERT INTO no_such_table VALUES (1)", ()))
+    assert waiting.id not in stored_ids(home)  # rolled back with it, and kept for later
+    await until(lambda: waiting.id in stored_ids(home), what="the kept insert landing")
+    assert lost == []
+    # When the table cannot take it at all, the timed flush gives it up, and says so.
+    store._w.execute("ALTER TABLE jobs RENAME TO jobs_away")
+    try:
+        doomed = store.add_job_soon(request())
+        await until(lambda: lost == [doomed.id], what="the insert given up")
+        assert not store._soon
+    finally:
+        store._w.execute("ALTER TABLE jobs_away RENAME TO jobs")
+
+
+async def test_a_deferred_insert_lands_ahead_of_writes_held_behind_a_checkpoint(
+    store: Store, home: Path, monkeypatch
+):  # fmt: skip
+    job, blocked = await checkpoint_started(store, monkeypatch, 2)
+    await catch_up_started(store, job, blocked)
+    waiting = store.add_job_soon(request())
+    waiting.state, waiting.attempts, waiting.started_at = JobState.RUNNING, 1, 5.0
+    start = asyncio.create_task(store.commit(store.starting(waiting)))
+    await asyncio.sleep(0)
+    assert not start.done() and waiting.id not in stored_ids(home)
+    blocked.release[1].set()
+    await start
+    assert (await store.get_job(waiting.id)).state is JobState.RUNNING
+
+
+async def test_closing_the_store_lands_deferred_inserts(home: Path):
+    paths.ensure_home(home)
+    st = await Store.open(paths.db_path(home))
+    waiting = st.add_job_soon(request())
+    await st.close()
+    assert waiting.id in stored_ids(home)

@@ -235,3 +235,111 @@ async def test_jobs_that_end_in_their_first_step_hand_the_lane_on_without_nestin
     assert {job.state for job in ended} == {JobState.SUCCEEDED}
     assert [o for o in order if o.isdigit()] == [str(i) for i in range(2000)]
     assert owner.scheduler.status()["local"]["running"] == 0
+
+
+# ---- a request that waits in a busy lane: its insert waits too (Store.add_job_soon) ----
+
+
+def stored(owner: Owner) -> set[str]:
+    with sqlite3.connect(paths.db_path(owner.home)) as conn:
+        return {r[0] for r in conn.execute("SELECT id FROM jobs")}
+
+
+async def test_waiting_requests_are_stored_together_and_on_disk_before_they_start(
+    owner: Owner, monkeypatch: Any
+) -> None:  # fmt: skip
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)  # only a commit that needs them lands them
+    first = Probe(paths.db_path(owner.home))
+    await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    probes = [Probe(paths.db_path(owner.home)) for _ in range(3)]
+    waiting = [await owner.scheduler.submit(request_job(Lane.LOCAL), runner=p) for p in probes]
+    assert not {j.id for j in waiting} & stored(owner)  # no commit of their own
+    assert [j.seq for j in waiting] == sorted(j.seq for j in waiting)
+    first.release.set()
+    await until(lambda: probes[0].seen, what="the next to start")
+    assert probes[0].seen == [("running", 1)]  # its row landed with the commit that started it
+    assert {j.id for j in waiting} <= stored(owner)  # and the others' with it
+    for probe, job in zip(probes, waiting, strict=True):
+        probe.release.set()
+        assert (await owner.scheduler.wait_done(job.id)).state is JobState.SUCCEEDED
+    assert [p.seen for p in probes] == [[("running", 1)]] * 3
+
+
+async def test_the_next_in_line_is_stored_while_the_one_before_it_runs(
+    owner: Owner, monkeypatch: Any
+) -> None:  # fmt: skip
+    """When the job next in line has not landed, the waiting inserts land as soon as the
+    job before it has started, not in the commit that starts it (between two calls)."""
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
+    sched = owner.scheduler
+    first = Probe(paths.db_path(owner.home))
+    await sched.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    a, b, c = (Probe(paths.db_path(owner.home)) for _ in range(3))
+    job_a = await sched.submit(request_job(Lane.LOCAL), runner=a)
+    job_b = await sched.submit(request_job(Lane.LOCAL), runner=b)
+    await owner.store.list_jobs()  # a read lands them
+    job_c = await sched.submit(request_job(Lane.LOCAL), runner=c)
+    first.release.set()
+    await until(lambda: a.seen, what="A to start")
+    assert job_c.id not in stored(owner)  # B, next in line, is stored: C waits on
+    a.release.set()
+    await until(lambda: b.seen, what="B to start")
+    await until(lambda: job_c.id in stored(owner), what="C, now next in line, stored while B runs")
+    assert not c.seen
+    for probe in (b, c):
+        probe.release.set()
+    for job in (job_a, job_b, job_c):
+        assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_waiting_request_that_cannot_be_stored_ends_failed_and_the_lane_goes_on(
+    owner: Owner,
+) -> None:
+    sched = owner.scheduler
+    first = Probe(paths.db_path(owner.home))
+    await sched.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    owner.store._w.execute("ALTER TABLE jobs RENAME TO jobs_away")  # no table to insert into
+    try:
+        probe = Probe(paths.db_path(owner.home))
+        job = await sched.submit(request_job(Lane.LOCAL), runner=probe)
+        ended = await asyncio.wait_for(sched.wait_done(job.id), 20)
+    finally:
+        owner.store._w.execute("ALTER TABLE jobs_away RENAME TO jobs")
+    assert ended.state is JobState.FAILED and "could not be stored" in (ended.error or "")
+    assert not sched.queued(Lane.LOCAL) and not probe.seen  # it never runs unrecorded
+    first.release.set()
+    nxt = Probe(paths.db_path(owner.home))
+    nxt.release.set()
+    later = await sched.submit(request_job(Lane.LOCAL), runner=nxt)
+    assert (await sched.wait_done(later.id)).state is JobState.SUCCEEDED
+
+
+async def test_a_waiting_request_survives_the_owner_adopting_another_process_writes(
+    owner: Owner, monkeypatch: Any
+) -> None:  # fmt: skip
+    """The owner re-reads the queue when another process wrote; a request whose insert
+    had not landed must not look finished elsewhere and be dropped."""
+    from console.core import schema
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
+    sched = owner.scheduler
+    first = Probe(paths.db_path(owner.home))
+    await sched.submit(request_job(Lane.LOCAL), runner=first)
+    await until(lambda: first.seen, what="the first to start")
+    probe = Probe(paths.db_path(owner.home))
+    probe.release.set()
+    job = await sched.submit(request_job(Lane.LOCAL), runner=probe)
+    assert job.id not in stored(owner)
+    assert schema.add_job_now(paths.db_path(owner.home), jobmod.new_job(["true"], lane="remote"))
+    await sched._housekeeping()
+    assert [j.id for j in sched.queued(Lane.LOCAL)] == [job.id]
+    first.release.set()
+    assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED

@@ -329,14 +329,15 @@ async def test_a_request_whose_random_id_is_taken_gets_a_new_one_and_its_answer(
     assert set(stored) == ids and all(j.state is JobState.SUCCEEDED for j in stored.values())
     assert stored[idle.headers["X-Twolane-Job"]].meta.get("client") is not None
     # Cancelled while queued, its runner never runs: only its end, published under the
-    # new id, can tell the waiting handler.
+    # new id, can tell the waiting handler. A waiting request's row lands with the next
+    # commit (here the cancel's), which is when its taken id is noticed.
     drawn = iter([taken])
     await gateway.scheduler.pause([Lane.LOCAL])
     waiting = asyncio.create_task(http.post("/api/chat", json=chat(text="cancelled")))
     await _queued(gateway, 1)
     [job] = gateway.scheduler.queued(Lane.LOCAL)
-    assert job.id not in ids
     await gateway.scheduler.cancel(job.id)
+    assert job.id not in ids
     reply = await asyncio.wait_for(waiting, 10)
     assert reply.status_code == 503 and reply.headers["X-Twolane-Job"] == job.id
     assert not gateway.gw._replies

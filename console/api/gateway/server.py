@@ -301,7 +301,6 @@ async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, r
                      reply_as: OllamaReply | None, stream: bool) -> web.StreamResponse:  # fmt: skip
     scheduler = gw.owner.scheduler
     response: web.StreamResponse | None = None
-    job_header = {"X-Twolane-Job": job.id}
     answered = False  # the runner delivered its last word: nothing left to cancel
     foreign: tuple[int, bytearray] | None = None  # an error answer to re-shape
     whole = bytearray()  # an answer that is not streamed: sent in one piece at the end
@@ -311,7 +310,6 @@ async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, r
     try:
         # Inside the try: a client gone while its job is being stored still cancels it.
         await scheduler.submit(job, runner=runner)
-        job_header = {"X-Twolane-Job": job.id}  # a new one if its id was taken
         while True:
             item = await reply.get()
             answered = item is None or isinstance(item, UpstreamError | Ended)
@@ -347,28 +345,28 @@ async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, r
                 if foreign is not None:
                     text = error_message(bytes(foreign[1]))
                     raise GatewayError(foreign[0], f"the upstream answered {foreign[0]}: {text}",
-                                       headers=job_header)  # fmt: skip
+                                       headers=_job_header(job))  # fmt: skip
                 if head is not None:
                     data = reply_as.whole(bytes(whole)) if reply_as is not None else bytes(whole)
                     # The CORS middleware adds its headers to a response not yet sent.
                     return web.Response(status=head.status, body=data, headers={
                         "Content-Type": head.content_type, "X-Twolane-Job": job.id})  # fmt: skip
                 if response is None:
-                    raise GatewayError(502, "the upstream sent an empty answer", headers=job_header)
+                    raise GatewayError(502, "the upstream sent an empty answer", headers=_job_header(job))
                 if reply_as is not None:
                     await response.write(reply_as.end())
                 await response.write_eof()
                 return response
             elif isinstance(item, UpstreamError):
                 if response is None:
-                    raise GatewayError(item.status, str(item), headers=job_header)
+                    raise GatewayError(item.status, str(item), headers=_job_header(job))
                 return response  # mid-stream: the client sees the stream end early
             else:  # the job ended without an answer: cancelled, or the owner is stopping
                 if response is not None:
                     return response
                 why = "cancelled" if job.state is JobState.CANCELLED else (job.error or str(job.state))
                 raise GatewayError(503, f"job {job.id} ended before answering: {why}",
-                                   headers={"Retry-After": "1", **job_header})  # fmt: skip
+                                   headers={"Retry-After": "1", **_job_header(job)})  # fmt: skip
     except ConnectionResetError:
         # The client went away mid-answer; the finally below cancels its job.
         return response or web.Response(status=499)
@@ -378,6 +376,12 @@ async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, r
             # The client went away (or we are failing): its job must not keep a lane busy.
             with contextlib.suppress(Exception):
                 await asyncio.shield(scheduler.cancel(job.id, "client disconnected"))
+
+
+def _job_header(job: Job) -> dict[str, str]:
+    # Read when the answer goes out: a waiting request's id changes if it was taken when
+    # its row landed (with a commit after submit() returned).
+    return {"X-Twolane-Job": job.id}
 
 
 def _relay(response: web.StreamResponse, reply_as: OllamaReply | None) -> Callable[[bytes], Awaitable[None]]:
