@@ -243,8 +243,8 @@ class Scheduler:
         """Persist a new job (committed before this returns), then queue it. A job its
         lane would start right away is inserted already ``running`` and started: one
         write instead of two, and no trip through the dispatch loop. A gateway request
-        (``runner`` given) that waits is inserted with the next commit instead
-        (``Store.add_job_soon``): its client's connection, not the disk, keeps it."""
+        (``runner`` given) that waits is the exception: its insert waits and lands with
+        the others waiting (``Store.add_job_soon``); its client's connection keeps it."""
         if runner is None and job.kind not in self.runners:
             raise UserError(f"no runner for job kind '{job.kind}'")
         job.created_at = job.created_at or self.clock.now()

@@ -83,8 +83,8 @@ CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~1,500 WAL pages o
 # fill (~6 MiB of gateway requests): cutting the file back is an ftruncate on the loop
 # thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
 WAL_SIZE_LIMIT = 32 << 20
-# At most this long between ``add_job_soon`` and the insert's commit when no other commit
-# comes first (in a busy lane one comes within a request's run).
+# At most this long between ``add_job_soon`` and the insert's commit when nothing lands
+# it first (in a busy lane the job's start, or ``land_soon``, comes within a few runs).
 SOON_DELAY = 0.05
 # Writes that name their job by id in their last parameter: after a deferred insert drew a
 # new id (its old one was taken), the same transaction's later writes follow it.
@@ -312,9 +312,10 @@ class Store:
     # ---- deferred inserts (see the module's docstring) --------------------------------
 
     def add_job_soon(self, job: Job) -> Job:
-        """Queue ``job``'s insert to ride the next commit, landing ``SOON_DELAY`` from now at
-        the latest; its seq is drawn now. For a gateway request waiting in a busy lane
-        only: not on disk when this returns. ``on_renamed`` hears if its id was taken,
+        """Queue ``job``'s insert with the others waiting: they land together with the
+        first commit that changes one of them, on ``land_soon``, or ``SOON_DELAY`` from
+        now at the latest; its seq is drawn now. For a gateway request waiting in a busy
+        lane only: not on disk when this returns. ``on_renamed`` hears if its id was taken,
         ``on_lost`` if it could not be stored."""
         self._seq += 1
         job.seq = self._seq
