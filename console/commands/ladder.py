@@ -123,7 +123,9 @@ def build_spec(args: argparse.Namespace) -> Any:
 
 def write_spec(spec: Any) -> Path:
     out = Path(spec.out)
-    if (out / "summary.json").exists():
+    # spec.json alone is a run still queued or running (or one that never finished): its
+    # job reads that file when it starts, so it is no more ours to overwrite than a report.
+    if (out / "summary.json").exists() or (out / "spec.json").exists():
         raise CliError(f"{out} already holds a ladder run; pass another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +226,8 @@ def follow(backend: Any, job_id: str) -> int:
     if job["state"] != "succeeded":
         print(f"twolane: ladder job {job_id} {job['state']}" + (f" ({job['error']})" if job.get("error") else ""),
               file=sys.stderr)  # fmt: skip
-        return EXIT_FAILED
+        # Cancelled elsewhere (`twolane cancel`, the console) exits as Ctrl-C here does.
+        return EXIT_CANCELLED if job["state"] == "cancelled" else EXIT_FAILED
     return 0
 
 

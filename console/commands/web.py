@@ -12,6 +12,8 @@ import shlex
 import sys
 from typing import Any
 
+from console.cli import CliError
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("web", help="serve the console to a browser on localhost")
@@ -20,7 +22,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from textual_serve.server import Server
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise CliError("twolane web needs textual-serve: pip install -e '.[web]'") from None
 
     from console.client import owner_client
     from console.core import config, paths

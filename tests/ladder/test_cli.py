@@ -123,6 +123,18 @@ async def test_ctrl_c_cancels_the_queued_ladder_and_keeps_a_partial_report(fake:
     await until(lambda: fake.active == 0, what="the hanging request to be dropped")
 
 
+async def test_cancelled_elsewhere_exits_130_while_following(fake: FakeUpstream, tmp_path: Path, owner) -> None:
+    fake.hang = True
+    proc = await spawn(*ladder_args(fake.url, tmp_path / "elsewhere"))
+    await until(lambda: fake.active >= 1, what="the ladder's first request")
+    (job,) = await owner.store.list_jobs()
+    code, _, err = await twolane("cancel", job.id)
+    assert code == 0, err
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 130 and f"ladder job {job.id} cancelled" in err.decode()
+    await until(lambda: fake.active == 0, what="the hanging request to be dropped")
+
+
 async def test_detach_enqueues_and_returns(tmp_path: Path) -> None:
     out = tmp_path / "detached"
     code, stdout, err = await twolane(*ladder_args("http://127.0.0.1:9", out, "--detach"))
@@ -132,6 +144,12 @@ async def test_detach_enqueues_and_returns(tmp_path: Path) -> None:
     job = json.loads(stdout)
     assert job["state"] == "queued" and job["lane"] == "local"
     assert job["spec"]["argv"][-3:] == ["run", "--spec", str(out / "spec.json")]
+    spec = (out / "spec.json").read_text()
+
+    # The queued job reads that spec.json when it starts: a second ladder may not replace it.
+    code, _, err = await twolane(*ladder_args("http://127.0.0.1:9", out, "--detach", "--steps", "1"))
+    assert code == 2 and "already holds a ladder run" in err
+    assert (out / "spec.json").read_text() == spec
 
 
 async def test_unreachable_server_fails_with_the_fix(tmp_path: Path) -> None:

@@ -41,3 +41,14 @@ def test_web_serves_and_owns_the_data_dir(home: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert not (home / "control.sock").exists()
+
+
+def test_web_without_textual_serve_names_the_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from console.cli import main
+
+    # A plain `pip install -e .` leaves textual-serve out (it is the `web` extra).
+    monkeypatch.setitem(sys.modules, "textual_serve", None)
+    monkeypatch.setitem(sys.modules, "textual_serve.server", None)
+    assert main(["web", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "twolane: twolane web needs textual-serve: pip install -e '.[web]'"
