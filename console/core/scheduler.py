@@ -243,8 +243,9 @@ class Scheduler:
         """Persist a new job (committed before this returns), then queue it. A job its
         lane would start right away is inserted already ``running`` and started: one
         write instead of two, and no trip through the dispatch loop. A gateway request
-        (``runner`` given) that waits is the exception: its insert waits and lands with
-        the others waiting (``Store.add_job_soon``); its client's connection keeps it."""
+        (``runner`` given) is the exception: its row lands whole, with the commit that
+        ends it or in a batch soon after it came (``Store.add_job_soon``); its client's
+        connection keeps it meanwhile."""
         if runner is None and job.kind not in self.runners:
             raise UserError(f"no runner for job kind '{job.kind}'")
         job.created_at = job.created_at or self.clock.now()
@@ -256,7 +257,7 @@ class Scheduler:
         if turn is not None:
             return await self._start_new(job, runner, turn)
         if runner is not None:
-            self.store.add_job_soon(job)
+            self._add_soon(job)
             self._ephemeral[job.id] = runner
         else:
             await self._add(job)
@@ -513,13 +514,18 @@ class Scheduler:
 
     async def _start_new(self, job: Job, runner: Runner | None, turn: Turn) -> Job:
         """Take the lane slot now (nothing awaits between the check and this), insert the
-        job as ``running``, and run it once the row is committed."""
+        job as ``running``, and run it once the row is committed; a gateway request's
+        row waits (``Store.add_job_soon``)."""
         self._set_turn(turn)
-        if runner is not None:
-            self._ephemeral[job.id] = runner
         self._begin_attempt(job)
         # Holds the lane while the row is written; cancel() and stop() cancel it.
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if runner is not None:
+            self._add_soon(job)
+            self._ephemeral[job.id] = runner
+            self._running[job.id] = (job, slot)
+            await self._after_reserved(job, slot)
+            return job
         self._running[job.id] = (job, slot)
         try:
             # Written in this step unless the write must wait for another process's lock;
@@ -537,7 +543,6 @@ class Scheduler:
             raise
         except Exception:
             self._running.pop(job.id, None)  # not stored: nothing ran, the caller hears why
-            self._ephemeral.pop(job.id, None)
             self._kick.set()
             raise
         await self._after_reserved(job, slot)
@@ -553,6 +558,14 @@ class Scheduler:
         finally:
             if job.id != old:
                 self._renamed(job, old)
+
+    def _add_soon(self, job: Job) -> None:
+        """Defer a gateway request's row (``Store.add_job_soon``), which may draw it a new
+        id: what is kept under the old one follows."""
+        old = job.id
+        self.store.add_job_soon(job)
+        if job.id != old:
+            self._renamed(job, old)
 
     def _renamed(self, job: Job, old: str) -> None:
         """``job``'s id was taken when it was stored; it has a new one: what is kept
@@ -807,19 +820,10 @@ class Scheduler:
             kick = nxt.lane is not Lane.LOCAL or self.cross_mix
             loop.call_soon(self._announce_end, job, requeue, kick)
             loop.call_soon(self._prepare_logs, nxt.lane)
-            self._land_next(nxt.lane)
             return
         self._announce_end(job, requeue)
         if nxt is not None:
             await self._after_reserved(nxt, slot)  # records how it ended
-
-    def _land_next(self, lane: Lane) -> None:
-        """If the job next in ``lane`` is a request whose insert still waits, land the
-        waiting inserts now, while the job just started runs: else the commit that starts
-        it carries them, between one upstream call and the next."""
-        queue = self._queued[lane]
-        if queue and self.store.waits(queue[0].id):
-            self.store.land_soon()
 
     def _announce_end(self, job: Job, requeue: bool, kick: bool = True) -> None:
         if not requeue:

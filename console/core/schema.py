@@ -201,6 +201,7 @@ def save_params(job: Job) -> tuple[Any, ...]:
 
 # The three writes of every attempt, each naming only the columns it changes (a full
 # SAVE_SQL binds 17 values and costs a third more per commit).
+TAKEN_SQL = "SELECT 1 FROM jobs WHERE id = ?"
 START_SQL = (
     "UPDATE jobs SET state = 'running', attempts = ?, started_at = ?, finished_at = NULL,"
     " exit_code = NULL, error = NULL, held_reason = NULL, pid = NULL, pid_start = NULL,"
@@ -245,11 +246,16 @@ def id_taken(exc: sqlite3.IntegrityError, job: Job) -> bool:
     (its log path follows), ready to be inserted again."""
     if "jobs.id" not in str(exc):
         return False
+    renew_id(job)
+    return True
+
+
+def renew_id(job: Job) -> None:
+    """A new random id for ``job``; its log path follows."""
     old = job.id
     job.id = new_job_id()
     if job.log_path and job.log_path.endswith(f"/{old}.log"):
         job.log_path = job.log_path[: -len(old) - 4] + f"{job.id}.log"
-    return True
 
 
 def add_job_now(path: Path, job: Job, synchronous: str = "normal") -> Job | None:

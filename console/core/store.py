@@ -20,17 +20,20 @@ next write starts the WAL over from its head and the file is overwritten in plac
 instead of growing. Reads, some of them large, stay on aiosqlite's thread.
 
 One kind of write is the exception to "committed before the call returns": a gateway
-request that waits in a busy lane (``add_job_soon``). Its client holds the connection
-open; if the owner dies the client sees it, and a restarted owner could not run the
-request anyway (it marks such rows interrupted). So its insert waits and lands with
-the others that wait, in one transaction: when a commit changes one of them (its start,
-a cancel), when the scheduler asks (``land_soon``: the job next in line is among them,
-so the commit that starts it need not carry them), or ``SOON_DELAY`` later at the latest.
-Inserted one by one they were the largest part of the store's cost per request; a
-batch costs about a third as much per row. Every read through the store lands them
-first, so the store never answers without them. Their seqs are drawn in Python, above
-every seq this store has seen (``data_version`` notices inserts by other processes), so
-a waiting job's place in the queue is known before it is stored.
+request's row (``add_job_soon``). Its client holds the connection open; if the owner
+dies the client sees it, and a restarted owner could not run the request anyway (it
+marks such rows interrupted). So the row waits while the request waits and runs, and
+lands whole, once: with the commit that ends it (or cancels it, or changes it otherwise),
+or ``SOON_DELAY`` after it came at the latest, together with the others then waiting.
+Its start and pid writes are dropped meanwhile: the insert is built from the live job
+when it lands, so it carries them. An ended request is on disk before its end is told,
+as every job's is. Written as an insert, an update at its start and another at its end,
+a request's row was the largest part of the store's cost per request; now it is one
+insert, on the commit that ends it, or in a batch (about a third the cost a row). Every
+read through the store lands them first, so the store never answers without them. Their
+seqs are drawn in Python, above every seq this store has seen (``data_version`` notices
+inserts by other processes), so a waiting job's place in the queue is known before it
+is stored.
 """
 
 from __future__ import annotations
@@ -62,11 +65,13 @@ from console.core.schema import (
     SAVE_SQL,
     SCHEMA_VERSION,
     START_SQL,
+    TAKEN_SQL,
     end_params,
     id_taken,
     is_busy,
     job_params,
     pid_params,
+    renew_id,
     row_to_job,
     save_params,
     start_params,
@@ -84,7 +89,7 @@ CHECKPOINT_EVERY = 500  # writes between passive checkpoints (~1,500 WAL pages o
 # thread, 3-4 ms, which at 4 MiB happened at every checkpoint.
 WAL_SIZE_LIMIT = 32 << 20
 # At most this long between ``add_job_soon`` and the insert's commit when nothing lands
-# it first (in a busy lane the job's start, or ``land_soon``, comes within a few runs).
+# it first (most requests end sooner: the commit that ends one lands its row).
 SOON_DELAY = 0.05
 # Writes that name their job by id in their last parameter: after a deferred insert drew a
 # new id (its old one was taken), the same transaction's later writes follow it.
@@ -275,19 +280,24 @@ class Store:
 
     async def commit(self, *writes: Write) -> Any:
         """Run ``writes`` (statement, parameters) in one transaction, committed on return;
-        the first row the last statement returns. When one of them changes a job whose
-        insert waits, every waiting insert goes first, in the same transaction."""
+        the first row the last statement returns. A job whose insert waits: its start
+        and pid writes are dropped (its insert will carry them), any other write of it
+        lands its insert first, in the same transaction."""
+        soon: tuple[Write, ...] = ()
+        if self._soon:
+            writes, soon = self._sift(writes)
+            writes = (*soon, *writes)
+        if not writes:
+            return None
         if self._held is not None:  # a checkpoint's catch-up: they land together after it
-            if self._soon and self._names_soon(writes):  # ahead, in their own savepoint
-                self._hold_soon(self._take_soon())
             landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._held.append((writes, landed))
-            return await landed
-        soon = self._take_soon() if self._soon and self._names_soon(writes) else ()
-        if soon:
-            writes = (*soon, *writes)
-        elif not writes:
-            return None
+            try:
+                return await landed
+            except sqlite3.Error:
+                if soon:  # rolled back: they wait again
+                    self._defer(job for _, job in soon)
+                raise
         try:
             if not self._slow_writes:
                 try:
@@ -312,15 +322,30 @@ class Store:
     # ---- deferred inserts (see the module's docstring) --------------------------------
 
     def add_job_soon(self, job: Job) -> Job:
-        """Queue ``job``'s insert with the others waiting: they land together with the
-        first commit that changes one of them, on ``land_soon``, or ``SOON_DELAY`` from
-        now at the latest; its seq is drawn now. For a gateway request waiting in a busy
-        lane only: not on disk when this returns. ``on_renamed`` hears if its id was taken,
-        ``on_lost`` if it could not be stored."""
+        """Defer ``job``'s insert: it lands with the commit that ends or changes it, or
+        ``SOON_DELAY`` from now with the others then waiting, built from the job as it is
+        then; its seq is drawn now, and a new id if its id is taken already. For a gateway
+        request only: not on disk when this returns. ``on_renamed`` hears if its id was
+        found taken as it landed (another process took it meanwhile), ``on_lost`` if it
+        could not be stored."""
+        for _ in range(ID_TRIES - 1):
+            if not self._id_taken(job.id):
+                break
+            renew_id(job)
         self._seq += 1
         job.seq = self._seq
         self._defer((job,))
         return job
+
+    def _id_taken(self, job_id: str) -> bool:
+        if job_id in self._soon:
+            return True
+        if self._slow_writes:  # the writer is a worker thread's: found as it lands instead
+            return False
+        try:
+            return self._w.execute(TAKEN_SQL, (job_id,)).fetchone() is not None
+        except sqlite3.Error:  # the insert finds it, or fails, as it lands
+            return False
 
     def _defer(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
@@ -332,17 +357,25 @@ class Store:
         """Whether ``job_id``'s insert has yet to land."""
         return job_id in self._soon
 
-    def land_soon(self) -> None:
-        """Land the waiting inserts in a moment, not waiting for ``SOON_DELAY``."""
-        if self._soon_timer is not None:
-            self._soon_timer.cancel()
-        self._soon_timer = asyncio.get_running_loop().call_soon(self._flush_later)
-
-    def _names_soon(self, writes: Sequence[Write]) -> bool:
-        """Whether one of ``writes`` changes a job whose insert waits: all waiting
-        inserts then land first, in the same transaction."""
+    def _sift(self, writes: Sequence[Write]) -> tuple[tuple[Write, ...], tuple[Write, ...]]:
+        """``writes`` without those a waiting insert will carry, and the inserts that
+        must land with them: a job's start or pid write is dropped while its insert
+        waits; any other write of it lands its insert, and is dropped too when the
+        insert (built from the job now) says the same (its end, most often)."""
         soon = self._soon
-        return any(sql in _BY_ID and params[-1] in soon for sql, params in writes)
+        kept: list[Write] = []
+        landing: list[Write] = []
+        for sql, params in writes:
+            job = soon.get(params[-1]) if sql in _BY_ID else None
+            if job is not None:
+                if sql is START_SQL or sql is PID_SQL:
+                    continue
+                del soon[job.id]
+                landing.append((INSERT_SQL, job))
+                if sql is END_SQL and params == end_params(job):
+                    continue
+            kept.append((sql, params))
+        return tuple(kept), tuple(landing)
 
     def _take_soon(self) -> tuple[Write, ...]:
         soon, self._soon = self._soon.values(), {}
@@ -350,12 +383,6 @@ class Store:
             self._soon_timer.cancel()
             self._soon_timer = None
         return tuple((INSERT_SQL, job) for job in soon)
-
-    def _hold_soon(self, soon: tuple[Write, ...]) -> None:
-        landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        landed.add_done_callback(lambda f: f.cancelled() or self._lose(soon, f.exception()))
-        assert self._held is not None
-        self._held.append((soon, landed))
 
     def _lose(self, soon: Sequence[Write], exc: BaseException | None) -> None:
         """Deferred inserts that could not land: each job's ``on_lost`` hears why."""

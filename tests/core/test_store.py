@@ -499,7 +499,11 @@ def request(now: float = 1.0):  # type: ignore[no-untyped-def]
     return jobs.in_process_job(Lane.LOCAL, "chat", "chat m", 0, {"model": "m"}, {"client": "x"}, now)
 
 
-async def test_a_deferred_insert_rides_the_next_commit_in_one_transaction(store: Store, home: Path):
+def kinds_of(statements: list[str]) -> list[str]:
+    return [s.split()[0] for s in statements if not s.startswith("--")]  # not trigger bodies
+
+
+async def test_a_requests_row_lands_whole_with_the_commit_that_ends_it(store: Store, home: Path):
     running = request()
     await store.add_job(running)
     waiting = store.add_job_soon(request(2.0))
@@ -509,16 +513,27 @@ async def test_a_deferred_insert_rides_the_next_commit_in_one_transaction(store:
     store._w.set_trace_callback(statements.append)
     running.state, running.finished_at = JobState.SUCCEEDED, 3.0
     waiting.state, waiting.attempts, waiting.started_at = JobState.RUNNING, 1, 3.0
-    await store.commit(store.ending(running), store.starting(waiting))
+    await store.commit(store.ending(running), store.starting(waiting))  # the hand-off
+    waiting.pid, waiting.pid_start = 4321, 3.5
+    await store.commit(store.started(waiting))
+    assert statements and not any(waiting.id in s for s in statements)  # they wait with its insert
+    assert waiting.id not in stored_ids(home)
+    statements.clear()
+    waiting.state, waiting.finished_at, waiting.meta["duration_ms"] = JobState.SUCCEEDED, 4.0, 12
+    await store.commit(store.ending(waiting))
     store._w.set_trace_callback(None)
-    kinds = [s.split()[0] for s in statements if not s.startswith("--")]  # not trigger bodies
-    assert kinds[0] == "BEGIN" and kinds[-1] == "COMMIT" and kinds.count("COMMIT") == 1
-    assert kinds[1:-1].count("INSERT") == 1 and kinds[1:-1].count("UPDATE") >= 2  # one commit for all
+    # Its end is in the insert: one statement for the request's whole row.
+    assert [k for k in kinds_of(statements) if k not in ("BEGIN", "COMMIT")] == ["INSERT"]
     got = await store.get_job(waiting.id)
-    assert (got.state, got.seq, got.attempts) == (JobState.RUNNING, waiting.seq, 1)
+    assert (got.state, got.seq, got.attempts, got.started_at, got.finished_at) == (
+        JobState.SUCCEEDED, waiting.seq, 1, 3.0, 4.0)  # fmt: skip
+    assert (got.pid, got.meta["duration_ms"]) == (4321, 12)
+    assert await store.attempts(waiting.id) == [
+        {"n": 1, "started_at": 3.0, "finished_at": 4.0, "state": "succeeded", "exit_code": None,
+         "error": None, "pid": 4321}]  # fmt: skip
 
 
-async def test_waiting_inserts_wait_for_a_commit_that_changes_one_then_land_together(
+async def test_a_write_that_changes_a_waiting_row_lands_it_alone_and_the_rest_wait(
     store: Store, home: Path
 ):  # fmt: skip
     waiting = [store.add_job_soon(request()) for _ in range(3)]
@@ -530,20 +545,16 @@ async def test_waiting_inserts_wait_for_a_commit_that_changes_one_then_land_toge
     store._w.set_trace_callback(statements.append)
     waiting[1].priority = 7
     await store.save_job(waiting[1])
-    store._w.set_trace_callback(None)
-    kinds = [s.split()[0] for s in statements if not s.startswith("--")]
+    kinds = kinds_of(statements)
     assert kinds[0] == "BEGIN" and kinds[-1] == "COMMIT" and kinds.count("COMMIT") == 1
-    assert kinds[1:4] == ["INSERT"] * 3 and set(kinds[4:-1]) == {"UPDATE"}  # one transaction
+    assert kinds[1:-1].count("INSERT") == 1 and set(kinds[2:-1]) == {"UPDATE"}  # one transaction
+    assert all(waiting[1].id in s for s in statements[1:-1])
+    assert stored_ids(home) == {other.id, waiting[1].id}
+    statements.clear()
+    assert (await store.get_job(waiting[1].id)).priority == 7  # a read lands the rest, together
+    store._w.set_trace_callback(None)
+    assert [k for k in kinds_of(statements) if k != "SELECT"] == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
     assert stored_ids(home) == {other.id, *(j.id for j in waiting)}
-    assert (await store.get_job(waiting[1].id)).priority == 7
-
-
-async def test_land_soon_lands_the_waiting_inserts_in_a_moment(store: Store, home: Path):
-    waiting = store.add_job_soon(request())
-    store.land_soon()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert waiting.id in stored_ids(home)  # not SOON_DELAY later
 
 
 async def test_a_deferred_insert_lands_on_its_own_soon_when_no_commit_comes(store: Store, home: Path):
@@ -589,20 +600,40 @@ async def test_seqs_stay_in_order_across_deferred_immediate_and_other_processes_
     assert (await store.get_job(later.id)).seq == later.seq
 
 
-async def test_a_deferred_insert_whose_id_is_taken_gets_a_new_one_that_later_writes_follow(
-    store: Store, home: Path
-):  # fmt: skip
+async def test_a_deferred_insert_whose_id_is_taken_gets_a_new_one_at_once(store: Store):
     renamed: list[tuple[str, str]] = []
     store.on_renamed = lambda job, old: renamed.append((old, job.id))
     first = await store.add_job(request())
     twin = request()
-    twin.id = first.id
+    twin.id, twin.log_path = first.id, f"/logs/{first.id}.log"
     store.add_job_soon(twin)
-    twin.state, twin.attempts, twin.started_at = JobState.RUNNING, 1, 2.0
-    await store.commit(store.starting(twin))  # built under the taken id
-    assert renamed == [(first.id, twin.id)] and twin.id != first.id
-    assert (await store.get_job(twin.id)).state is JobState.RUNNING
-    assert (await store.get_job(first.id)).state is JobState.QUEUED  # the old row untouched
+    assert twin.id != first.id and twin.log_path == f"/logs/{twin.id}.log"
+    assert renamed == []  # before anyone saw the old id: the caller compares ids itself
+    await store.list_jobs()
+    assert (await store.get_job(twin.id)).log_path == twin.log_path
+
+
+async def test_an_id_taken_by_another_process_meanwhile_is_found_as_the_row_lands(
+    store: Store, home: Path
+):  # fmt: skip
+    from console.core import schema
+
+    renamed: list[tuple[str, str]] = []
+    store.on_renamed = lambda job, old: renamed.append((old, job.id))
+    soon = store.add_job_soon(request())
+    old = soon.id
+    elsewhere = request()
+    elsewhere.id = old
+    assert schema.add_job_now(paths.db_path(home), elsewhere) is not None
+    soon.state, soon.attempts, soon.started_at, soon.finished_at = JobState.FAILED, 1, 2.0, 3.0
+    soon.error = "upstream 500"
+    ending = store.ending(soon)  # built under the taken id
+    soon.error = "upstream 500 (after a retry)"  # differs from the insert: kept, and follows
+    await store.commit(ending)
+    assert renamed == [(old, soon.id)] and soon.id != old
+    got = await store.get_job(soon.id)
+    assert (got.state, got.error) == (JobState.FAILED, "upstream 500")
+    assert (await store.get_job(old)).state is JobState.QUEUED  # the other process's row untouched
 
 
 async def test_a_deferred_insert_that_fails_alone_is_lost_and_the_rest_land(store: Store, home: Path):
@@ -650,12 +681,14 @@ async def test_a_deferred_insert_lands_ahead_of_writes_held_behind_a_checkpoint(
     await catch_up_started(store, job, blocked)
     waiting = store.add_job_soon(request())
     waiting.state, waiting.attempts, waiting.started_at = JobState.RUNNING, 1, 5.0
-    start = asyncio.create_task(store.commit(store.starting(waiting)))
+    await store.commit(store.starting(waiting))  # waits with the insert: nothing to hold
+    waiting.state, waiting.finished_at = JobState.SUCCEEDED, 6.0
+    end = asyncio.create_task(store.commit(store.ending(waiting)))
     await asyncio.sleep(0)
-    assert not start.done() and waiting.id not in stored_ids(home)
+    assert not end.done() and waiting.id not in stored_ids(home)
     blocked.release[1].set()
-    await start
-    assert (await store.get_job(waiting.id)).state is JobState.RUNNING
+    await end
+    assert (await store.get_job(waiting.id)).state is JobState.SUCCEEDED
 
 
 async def test_closing_the_store_lands_deferred_inserts(home: Path):

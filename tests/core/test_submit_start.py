@@ -38,14 +38,41 @@ def request_job(lane: Lane = Lane.REMOTE) -> Job:
     return jobmod.new_job([], lane=lane, kind="chat", name="chat m", extra={"model": "m"})
 
 
+def probe_job(owner: Owner, probe: Probe, lane: Lane = Lane.REMOTE) -> Job:
+    """A job of a kind the scheduler runs itself (as it does shell jobs), run by ``probe``."""
+    owner.scheduler.runners["probe"] = probe
+    return jobmod.new_job([], lane=lane, kind="probe", name="probe")
+
+
 async def test_a_job_for_an_idle_lane_is_on_disk_running_before_it_starts(owner: Owner) -> None:
     probe = Probe(paths.db_path(owner.home))
-    job = await owner.scheduler.submit(request_job(), runner=probe)
+    job = await owner.scheduler.submit(probe_job(owner, probe))
     await until(lambda: probe.seen, what="the runner to start")
     assert probe.seen == [("running", 1)]  # committed, by another connection's view
     probe.release.set()
     done = await owner.scheduler.wait_done(job.id)
     assert done.state is JobState.SUCCEEDED
+    attempts = await owner.scheduler.attempts(job.id)
+    assert [a["state"] for a in attempts] == ["succeeded"]
+
+
+async def test_a_request_for_an_idle_lane_is_stored_once_whole_when_it_ends(
+    owner: Owner, monkeypatch: Any
+) -> None:  # fmt: skip
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)  # only its end lands it
+    probe = Probe(paths.db_path(owner.home))
+    job = await owner.scheduler.submit(request_job(), runner=probe)
+    await until(lambda: probe.seen, what="the runner to start")
+    assert probe.seen == [None]  # no commit at its start: its client holds it
+    probe.release.set()
+    done = await owner.scheduler.wait_done(job.id)
+    assert done.state is JobState.SUCCEEDED
+    with sqlite3.connect(paths.db_path(owner.home)) as conn:  # on disk before its end was told
+        row = conn.execute("SELECT state, attempts, started_at IS NOT NULL, finished_at IS NOT NULL "
+                           "FROM jobs WHERE id = ?", (job.id,)).fetchone()  # fmt: skip
+    assert row == ("succeeded", 1, 1, 1)
     attempts = await owner.scheduler.attempts(job.id)
     assert [a["state"] for a in attempts] == ["succeeded"]
 
@@ -103,8 +130,8 @@ async def test_a_submitter_that_goes_away_mid_insert_leaves_a_cancelled_job(owne
     other = sqlite3.connect(paths.db_path(owner.home), isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     probe = Probe(paths.db_path(owner.home))
-    job = request_job(Lane.LOCAL)
-    submit = asyncio.create_task(owner.scheduler.submit(job, runner=probe))
+    job = probe_job(owner, probe, Lane.LOCAL)
+    submit = asyncio.create_task(owner.scheduler.submit(job))
     try:
         await until(lambda: owner.store._slow_writes > 0, what="the insert to wait for the lock")
         submit.cancel()
@@ -245,57 +272,30 @@ def stored(owner: Owner) -> set[str]:
         return {r[0] for r in conn.execute("SELECT id FROM jobs")}
 
 
-async def test_waiting_requests_are_stored_together_and_on_disk_before_they_start(
+async def test_waiting_requests_are_stored_each_once_whole_as_they_end(
     owner: Owner, monkeypatch: Any
 ) -> None:  # fmt: skip
     from console.core import store as store_mod
 
-    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)  # only a commit that needs them lands them
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)  # only their ends land them
     first = Probe(paths.db_path(owner.home))
-    await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
+    head = await owner.scheduler.submit(request_job(Lane.LOCAL), runner=first)
     await until(lambda: first.seen, what="the first to start")
     probes = [Probe(paths.db_path(owner.home)) for _ in range(3)]
     waiting = [await owner.scheduler.submit(request_job(Lane.LOCAL), runner=p) for p in probes]
-    assert not {j.id for j in waiting} & stored(owner)  # no commit of their own
+    assert not {head.id, *(j.id for j in waiting)} & stored(owner)  # no commit of their own
     assert [j.seq for j in waiting] == sorted(j.seq for j in waiting)
     first.release.set()
     await until(lambda: probes[0].seen, what="the next to start")
-    assert probes[0].seen == [("running", 1)]  # its row landed with the commit that started it
-    assert {j.id for j in waiting} <= stored(owner)  # and the others' with it
-    for probe, job in zip(probes, waiting, strict=True):
+    assert stored(owner) == {head.id}  # the end that handed the lane on stored the first
+    assert probes[0].seen == [None]
+    for i, (probe, job) in enumerate(zip(probes, waiting, strict=True)):
         probe.release.set()
         assert (await owner.scheduler.wait_done(job.id)).state is JobState.SUCCEEDED
-    assert [p.seen for p in probes] == [[("running", 1)]] * 3
-
-
-async def test_the_next_in_line_is_stored_while_the_one_before_it_runs(
-    owner: Owner, monkeypatch: Any
-) -> None:  # fmt: skip
-    """When the job next in line has not landed, the waiting inserts land as soon as the
-    job before it has started, not in the commit that starts it (between two calls)."""
-    from console.core import store as store_mod
-
-    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
-    sched = owner.scheduler
-    first = Probe(paths.db_path(owner.home))
-    await sched.submit(request_job(Lane.LOCAL), runner=first)
-    await until(lambda: first.seen, what="the first to start")
-    a, b, c = (Probe(paths.db_path(owner.home)) for _ in range(3))
-    job_a = await sched.submit(request_job(Lane.LOCAL), runner=a)
-    job_b = await sched.submit(request_job(Lane.LOCAL), runner=b)
-    await owner.store.list_jobs()  # a read lands them
-    job_c = await sched.submit(request_job(Lane.LOCAL), runner=c)
-    first.release.set()
-    await until(lambda: a.seen, what="A to start")
-    assert job_c.id not in stored(owner)  # B, next in line, is stored: C waits on
-    a.release.set()
-    await until(lambda: b.seen, what="B to start")
-    await until(lambda: job_c.id in stored(owner), what="C, now next in line, stored while B runs")
-    assert not c.seen
-    for probe in (b, c):
-        probe.release.set()
-    for job in (job_a, job_b, job_c):
-        assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED
+        assert stored(owner) == {head.id, *(j.id for j in waiting[: i + 1])}
+    rows = await owner.store.list_jobs()
+    assert sorted(j.seq for j in rows) == [head.seq, *(j.seq for j in waiting)]
+    assert {(str(j.state), j.attempts) for j in rows} == {("succeeded", 1)}
 
 
 async def test_a_waiting_request_that_cannot_be_stored_ends_failed_and_the_lane_goes_on(

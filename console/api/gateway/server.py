@@ -379,8 +379,8 @@ async def _serve_job(request: web.Request, gw: Gateway, job: Job, runner: Any, r
 
 
 def _job_header(job: Job) -> dict[str, str]:
-    # Read when the answer goes out: a waiting request's id changes if it was taken when
-    # its row landed (with a commit after submit() returned).
+    # Read when the answer goes out: a request's id changes if another process took it
+    # before its row landed (with a commit after submit() returned).
     return {"X-Twolane-Job": job.id}
 
 
