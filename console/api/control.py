@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from console import __version__
-from console.core import events, jobs
+from console.core import jobs
 from console.core.errors import UserError
 from console.core.models import Violation
 from console.eventloop import loop_name

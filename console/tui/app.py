@@ -153,10 +153,8 @@ class TwolaneApp(App[int]):
         if session is None or session.mode != "owner":
             await self._quit_with("leave")
             return
-        running = self.model.running_count()
-        if hasattr(session, "running_count"):
-            running = session.running_count()
-        if not running:
+        running = session.running_count if hasattr(session, "running_count") else self.model.running_count
+        if not running():
             await self._quit_with("stop")
             return
 

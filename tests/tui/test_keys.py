@@ -292,6 +292,34 @@ async def test_quit_with_running_jobs_asks_then_stops_or_cancels_them(
     assert await stored_state(home, job_id) == ends_as
 
 
+async def test_quit_dialog_recounts_running_jobs_while_it_is_open(home: Path, tmp_path: Path) -> None:
+    gates = [tmp_path / "one", tmp_path / "two"]
+    app = owner_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(app)
+        # Two remote jobs run at once; each ends when its file appears.
+        ids = [await add(app, "sh", "-c", f"while [ ! -e {g} ]; do sleep 0.05; done", lane="remote")
+               for g in gates]  # fmt: skip
+        await until(lambda: all(state(app, j) == "running" for j in ids))
+        await pilot.press("q")
+        await until(lambda: isinstance(app.screen, QuitScreen))
+
+        def question() -> str:
+            return str(app.screen.query_one(".question").render())
+
+        assert question().startswith("2 jobs are running")
+        gates[0].touch()
+        await until(lambda: question().startswith("1 job is running"), what="one ended")
+        gates[1].touch()
+        await until(lambda: question().startswith("No job is running now"), what="both ended")
+        await pilot.press("escape")  # stay: still here
+        await until(lambda: isinstance(app.screen, MainScreen))
+        assert app.is_running
+        await pilot.press("q")  # nothing runs: no question, it quits
+        await until(lambda: not app.is_running, what="app exited")
+    assert [await stored_state(home, j) for j in ids] == ["succeeded", "succeeded"]
+
+
 async def test_quit_wait_lets_running_jobs_finish_and_keeps_the_queue(home: Path, tmp_path: Path) -> None:
     gate = tmp_path / "go"
     app = owner_app(home)
