@@ -77,6 +77,14 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
 STOPPING = (JobState.INTERRUPTED, "interrupted: owner stopping")
 
 
+def _defers(job: Job, runner: Runner | None) -> bool:
+    """Whether ``job``'s row may wait (``Store.add_job_soon``): a gateway request's, whose
+    client holds it, and only one that cannot start over. A retry writes its ended
+    attempt's row (the attempts history) before it begins again, so that row must be on
+    disk first."""
+    return runner is not None and not job.retries and not job.retry_on_interrupt
+
+
 class Scheduler:
     def __init__(
         self,
@@ -256,11 +264,12 @@ class Scheduler:
             turn = self._starts_now(job) if await self.gate(job) is None else None
         if turn is not None:
             return await self._start_new(job, runner, turn)
-        if runner is not None:
+        if _defers(job, runner):
             self._add_soon(job)
-            self._ephemeral[job.id] = runner
         else:
             await self._add(job)
+        if runner is not None:
+            self._ephemeral[job.id] = runner
         self._insert(job)
         self._publish_job(job)
         self._kick_if_startable()
@@ -521,8 +530,9 @@ class Scheduler:
         # Holds the lane while the row is written; cancel() and stop() cancel it.
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if runner is not None:
-            self._add_soon(job)
             self._ephemeral[job.id] = runner
+        if _defers(job, runner):
+            self._add_soon(job)
             self._running[job.id] = (job, slot)
             await self._after_reserved(job, slot)
             return job
@@ -543,6 +553,7 @@ class Scheduler:
             raise
         except Exception:
             self._running.pop(job.id, None)  # not stored: nothing ran, the caller hears why
+            self._ephemeral.pop(job.id, None)
             self._kick.set()
             raise
         await self._after_reserved(job, slot)
@@ -577,8 +588,13 @@ class Scheduler:
 
     def _unstored(self, job: Job, exc: BaseException) -> None:
         """A gateway request's deferred insert failed: it must not run unrecorded. It
-        ends failed (its client hears why); if it had started, it is stopped."""
+        ends failed (its client hears why); if it had started, it is stopped; if it was
+        ending, its end is told as failed."""
         why = f"could not be stored: {exc}"
+        if job.state.finished:  # lost with the commit that ends it: told failed, not as it ran
+            job.state, job.error = JobState.FAILED, why
+            self._end_reason.pop(job.id, None)
+            return
         running = self._running.get(job.id)
         if running is not None:
             self._end_reason.setdefault(job.id, (JobState.FAILED, why))

@@ -30,7 +30,10 @@ when it lands, so it carries them. An ended request is on disk before its end is
 as every job's is. Written as an insert, an update at its start and another at its end,
 a request's row was the largest part of the store's cost per request; now it is one
 insert, on the commit that ends it, or in a batch (about a third the cost a row). Every
-read through the store lands them first, so the store never answers without them. Their
+read through the store lands them first, and waits for those already on their way (a
+commit waiting for the lock or held behind a checkpoint), so the store never answers
+without them. Only a request that cannot start over is deferred: a retry writes its
+ended attempt's row before it begins again. Their
 seqs are drawn in Python, above every seq this store has seen (``data_version`` notices
 inserts by other processes), so a waiting job's place in the queue is known before it
 is stored.
@@ -44,7 +47,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +157,13 @@ class Store:
         self._soon: dict[str, Job] = {}  # jobs whose insert waits, by id, in order
         self._soon_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._flushes: set[asyncio.Task[None]] = set()  # timed flushes under way
+        self._carried: set[asyncio.Future[None]] = set()  # commits carrying deferred inserts
         # What a transaction did to deferred inserts, told once it is over (on the loop
         # thread): a new id drawn (the old one with it), or an insert that failed alone.
         self._news: list[tuple[Job, str | BaseException]] = []
-        self._new_ids: dict[str, str] = {}  # old id -> new, until the transaction is told
+        # Old id -> new, for the writes made before a rename was known: those after it in
+        # its transaction, and those already waiting for the lock behind it.
+        self._new_ids: dict[str, str] = {}
         self.on_renamed: Callable[[Job, str], None] | None = None
         self.on_lost: Callable[[Job, BaseException], None] | None = None
         self._seq = 0  # the highest seq this store has seen or drawn
@@ -218,7 +224,7 @@ class Store:
     def _execute(self, writes: Sequence[Write]) -> Any:
         """One commit: a lone statement on its own, several inside one transaction."""
         w = self._w
-        if len(writes) == 1 and writes[0][0] is not INSERT_SQL:
+        if len(writes) == 1 and writes[0][0] is not INSERT_SQL and not self._new_ids:
             return w.execute(*writes[0]).fetchone()
         w.execute("BEGIN IMMEDIATE")  # the write lock up front: BUSY here or not at all
         try:
@@ -259,12 +265,20 @@ class Store:
                 break
         if job.id != old:
             self._news.append((job, old))
-            self._new_ids[old] = job.id  # for the writes after it in this transaction
+            self._new_ids[old] = job.id  # for the writes made before this was known
+
+    def _slow_done(self) -> None:
+        """A write that waited for the lock has landed (or failed); once none waits, no
+        write made before a rename is left, so the old ids mean other rows again."""
+        self._slow_writes -= 1
+        if not self._slow_writes:
+            self._new_ids.clear()
 
     def _tell(self) -> None:
         """Tell the hooks what the last transaction did to deferred inserts."""
         news, self._news = self._news, []
-        self._new_ids.clear()
+        if not self._slow_writes:  # else writes made earlier still wait: see _slow_done
+            self._new_ids.clear()
         for job, what in news:
             hook = self.on_renamed if isinstance(what, str) else self.on_lost
             if hook is None:
@@ -289,6 +303,24 @@ class Store:
             writes = (*soon, *writes)
         if not writes:
             return None
+        if soon:
+            return await self._carrying(self._commit(writes, soon))
+        return await self._commit(writes, soon)
+
+    async def _carrying(self, landing: Awaitable[Any]) -> Any:
+        """Await ``landing``, a commit that carries deferred inserts. Reads wait for it
+        (``_landed``): until it lands, those rows are neither deferred nor on disk."""
+        carried: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._carried.add(carried)
+        try:
+            return await landing
+        finally:
+            self._carried.discard(carried)
+            carried.set_result(None)
+
+    async def _commit(self, writes: Sequence[Write], soon: Sequence[Write]) -> Any:
+        """``commit`` once sifted; ``soon`` (deferred inserts among ``writes``) wait again
+        if the transaction is rolled back."""
         if self._held is not None:  # a checkpoint's catch-up: they land together after it
             landed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._held.append((writes, landed))
@@ -310,7 +342,7 @@ class Store:
                 async with self._slow_lock:
                     return await _until_done(self._run_waiting, writes)
             finally:
-                self._slow_writes -= 1
+                self._slow_done()
         except sqlite3.Error:
             if soon:  # rolled back: they go with the next commit (or fail with its flush)
                 self._defer(job for _, job in soon)
@@ -405,7 +437,7 @@ class Store:
         if not soon:
             return
         try:
-            await self.commit(*soon)
+            await self._carrying(self._commit(soon, ()))
         except sqlite3.Error as exc:
             self._lose(soon, exc)
 
@@ -454,7 +486,7 @@ class Store:
                 async with self._slow_lock:
                     await self._copy_wal()
             finally:
-                self._slow_writes -= 1
+                self._slow_done()
             return
         self._held = []
         try:
@@ -481,7 +513,7 @@ class Store:
                 except Exception as exc:
                     results = [exc] * len(held)
                 finally:
-                    self._slow_writes -= 1
+                    self._slow_done()
         self._tell()
         for (_, landed), result in zip(held, results, strict=True):
             if landed.done():  # its caller went away; the write landed all the same
@@ -565,7 +597,11 @@ class Store:
         return job
 
     async def _landed(self) -> None:
-        """Before a read: the deferred inserts land, so no read answers without them."""
+        """Before a read: the deferred inserts land, and those already on their way (a
+        commit waiting for the lock, or held behind a checkpoint) have landed, so no read
+        answers without them."""
+        if self._carried:
+            await asyncio.wait(tuple(self._carried))
         if self._soon:
             await self._flush()
 

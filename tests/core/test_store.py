@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from console.core import jobs, paths
+from console.core import jobs, paths, schema
 from console.core import store as store_mod
 from console.core.models import JobState, Lane
 from console.core.store import Store
@@ -404,8 +404,6 @@ async def test_attempts_list_every_attempt_once_across_retries_and_cancels(store
 async def test_a_version_2_database_keeps_its_attempt_rows(home: Path):
     """v2 wrote a row at every end; after the v3 migration each attempt is still listed
     once, and the next retry records the last one without a duplicate."""
-    from console.core import schema
-
     paths.ensure_home(home)
     db = sqlite3.connect(paths.db_path(home), isolation_level=None)
     for step in schema.MIGRATIONS[:2]:
@@ -697,3 +695,47 @@ async def test_closing_the_store_lands_deferred_inserts(home: Path):
     waiting = st.add_job_soon(request())
     await st.close()
     assert waiting.id in stored_ids(home)
+
+
+async def test_an_end_made_before_a_rename_follows_the_new_id_even_behind_the_lock(store: Store, home: Path):
+    # The timer's landing waits for another process's lock; that process took the
+    # request's id. The request's end, made under the old id, waits behind it in a
+    # transaction of its own: it must update our row, not theirs.
+    renamed: list[tuple[str, str]] = []
+    store.on_renamed = lambda job, old: renamed.append((old, job.id))
+    soon = store.add_job_soon(request())
+    old = soon.id
+    other = sqlite3.connect(paths.db_path(home), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    theirs = request()
+    theirs.id, theirs.seq = old, 999
+    other.execute(schema.INSERT_SQL, schema.job_params(theirs))
+    await until(lambda: store._slow_writes == 1 and not store._soon, what="the landing waiting for the lock")
+    soon.state, soon.attempts, soon.started_at, soon.finished_at, soon.error = JobState.SUCCEEDED, 1, 2.0, 3.0, "mine"
+    end = asyncio.create_task(store.commit(store.ending(soon)))
+    await until(lambda: store._slow_writes == 2, what="the end waiting behind it")
+    other.execute("COMMIT")
+    other.close()
+    await end
+    assert renamed == [(old, soon.id)] and soon.id != old
+    assert (await store.get_job(soon.id)).state is JobState.SUCCEEDED
+    got = await store.get_job(old)
+    assert (got.state, got.error, got.finished_at) == (JobState.QUEUED, None, None)
+    assert not store._new_ids  # once nothing waits, the old id means their row again
+
+
+async def test_a_read_waits_for_deferred_inserts_already_on_their_way(store: Store, home: Path, monkeypatch):
+    # The timer takes a deferred insert while a checkpoint's catch-up holds writes: it is
+    # no longer deferred and not yet on disk. A read then waits for it.
+    job, blocked = await checkpoint_started(store, monkeypatch, 2)
+    await catch_up_started(store, job, blocked)
+    waiting = store.add_job_soon(request())
+    await until(lambda: not store._soon, what="the timer taking it into the held writes")
+    read = asyncio.create_task(store.list_jobs([JobState.QUEUED]))
+    await until(lambda: store._held, what="the held landing")
+    try:
+        assert not read.done()  # it waits for the held landing
+    finally:
+        blocked.release[1].set()
+    assert waiting.id in {j.id for j in await read}
+    await until(lambda: store._checkpointing is None, what="checkpoint done")

@@ -343,3 +343,91 @@ async def test_a_waiting_request_survives_the_owner_adopting_another_process_wri
     assert [j.id for j in sched.queued(Lane.LOCAL)] == [job.id]
     first.release.set()
     assert (await sched.wait_done(job.id)).state is JobState.SUCCEEDED
+
+
+class FailOnce:
+    """Fails its first run, succeeds the next."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self, job: Job, ctx: RunContext) -> Outcome:
+        self.runs += 1
+        await asyncio.sleep(0)
+        if self.runs == 1:
+            return Outcome(JobState.FAILED, error="first fails")
+        return Outcome(JobState.SUCCEEDED, exit_code=0)
+
+
+async def test_a_request_that_may_start_over_keeps_every_attempt(owner: Owner, monkeypatch: Any) -> None:
+    # A retry writes its ended attempt's row before it begins again, so such a request's
+    # row does not wait: both attempts are listed, each as it ended.
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
+    runner = FailOnce()
+    job = jobmod.new_job([], lane=Lane.REMOTE, kind="chat", name="chat m", extra={"model": "m"}, retries=1)
+    job = await owner.scheduler.submit(job, runner=runner)
+    assert not owner.store.waits(job.id)
+    done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 20)
+    assert done.state is JobState.SUCCEEDED and runner.runs == 2
+    attempts = await owner.scheduler.attempts(job.id)
+    assert [(a["n"], a["state"], a["error"]) for a in attempts] == [(1, "failed", "first fails"), (2, "succeeded", None)]
+
+
+async def test_an_ended_request_is_found_while_its_row_waits_for_the_lock(owner: Owner, monkeypatch: Any) -> None:
+    # The request ends and hands the lane on while another process holds the write lock:
+    # it is no longer running nor deferred, and its row is not on disk yet. Asking for it
+    # waits for the row instead of answering "no job".
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
+    scheduler = owner.scheduler
+    probe = Probe(paths.db_path(owner.home))
+    request = await scheduler.submit(request_job(Lane.LOCAL), runner=probe)
+    await until(lambda: probe.seen, what="the request to start")
+    after = Probe(paths.db_path(owner.home))
+    queued = await scheduler.submit(probe_job(owner, after, Lane.LOCAL))
+    other = sqlite3.connect(paths.db_path(owner.home), isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        probe.release.set()
+        await until(lambda: owner.store._slow_writes >= 1, what="the end waiting for the lock")
+        assert request.id not in {j.id for j in scheduler.running()}
+        got = asyncio.create_task(scheduler.get(request.id))
+        await until(lambda: owner.store._carried, what="the read waiting")
+        assert not got.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert (await got).state is JobState.SUCCEEDED
+    after.release.set()
+    await asyncio.wait_for(scheduler.wait_done(queued.id), 20)
+
+
+async def test_a_request_whose_row_is_lost_with_its_end_is_told_failed(owner: Owner, monkeypatch: Any) -> None:
+    from console.core import store as store_mod
+
+    monkeypatch.setattr(store_mod, "SOON_DELAY", 60.0)
+    scheduler = owner.scheduler
+    probe = Probe(paths.db_path(owner.home))
+    job = await scheduler.submit(request_job(), runner=probe)
+    await until(lambda: probe.seen, what="the request to start")
+    real = store_mod.job_params
+
+    def refusing(j: Job) -> tuple[Any, ...]:
+        if j is job:
+            raise sqlite3.IntegrityError("CHECK constraint failed: lane")
+        return real(j)
+
+    monkeypatch.setattr(store_mod, "job_params", refusing)
+    told: list[str] = []
+    owner.bus.listen({"job"}, lambda ev: told.append(ev.data["state"]), where=lambda ev: ev.data["id"] == job.id)
+    probe.release.set()
+    ended = await asyncio.wait_for(scheduler.wait_done(job.id), 20)
+    assert ended.state is JobState.FAILED
+    assert told[-1] == "failed" and "succeeded" not in told
+    assert "could not be stored" in (ended.error or "")
+    with sqlite3.connect(paths.db_path(owner.home)) as conn:
+        assert conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone() is None
+    assert job.id not in scheduler._end_reason
