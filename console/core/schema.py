@@ -199,9 +199,10 @@ def save_params(job: Job) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# Whether an id is in use (``Store.add_job_soon`` checks before it defers an insert).
+TAKEN_SQL = "SELECT 1 FROM jobs WHERE id = ?"
 # The three writes of every attempt, each naming only the columns it changes (a full
 # SAVE_SQL binds 17 values and costs a third more per commit).
-TAKEN_SQL = "SELECT 1 FROM jobs WHERE id = ?"
 START_SQL = (
     "UPDATE jobs SET state = 'running', attempts = ?, started_at = ?, finished_at = NULL,"
     " exit_code = NULL, error = NULL, held_reason = NULL, pid = NULL, pid_start = NULL,"

@@ -33,10 +33,9 @@ insert, on the commit that ends it, or in a batch (about a third the cost a row)
 read through the store lands them first, and waits for those already on their way (a
 commit waiting for the lock or held behind a checkpoint), so the store never answers
 without them. Only a request that cannot start over is deferred: a retry writes its
-ended attempt's row before it begins again. Their
-seqs are drawn in Python, above every seq this store has seen (``data_version`` notices
-inserts by other processes), so a waiting job's place in the queue is known before it
-is stored.
+ended attempt's row before it begins again. Their seqs are drawn in Python, above every
+seq this store has seen (``data_version`` notices inserts by other processes), so a
+waiting job's place in the queue is known before it is stored.
 """
 
 from __future__ import annotations
