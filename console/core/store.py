@@ -384,10 +384,6 @@ class Store:
         if self._soon_timer is None and self._soon:
             self._soon_timer = asyncio.get_running_loop().call_later(SOON_DELAY, self._flush_later)
 
-    def waits(self, job_id: str) -> bool:
-        """Whether ``job_id``'s insert has yet to land."""
-        return job_id in self._soon
-
     def _sift(self, writes: Sequence[Write]) -> tuple[tuple[Write, ...], tuple[Write, ...]]:
         """``writes`` without those a waiting insert will carry, and the inserts that
         must land with them: a job's start or pid write is dropped while its insert

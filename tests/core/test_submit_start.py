@@ -368,7 +368,7 @@ async def test_a_request_that_may_start_over_keeps_every_attempt(owner: Owner, m
     runner = FailOnce()
     job = jobmod.new_job([], lane=Lane.REMOTE, kind="chat", name="chat m", extra={"model": "m"}, retries=1)
     job = await owner.scheduler.submit(job, runner=runner)
-    assert not owner.store.waits(job.id)
+    assert job.id not in owner.store._soon  # inserted at submit, not deferred
     done = await asyncio.wait_for(owner.scheduler.wait_done(job.id), 20)
     assert done.state is JobState.SUCCEEDED and runner.runs == 2
     attempts = await owner.scheduler.attempts(job.id)
